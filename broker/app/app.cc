@@ -1,0 +1,190 @@
+#include "broker/app/app.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "broker/app/admin_server.h"
+#include "broker/app/config.h"
+#include "broker/app/metrics.h"
+#include "broker/net/listener.h"
+#include "broker/net/worker.h"
+#include "broker/session/broker_core.h"
+#include "broker/session/connection_handler.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "storage/storage.h"
+
+namespace shardmq::broker::app {
+namespace {
+
+absl::Status ApplyFlags(const Flags& flags, config::Config* cfg) {
+  if (flags.mqtt) cfg->mutable_mqtt()->set_listen(*flags.mqtt);
+  if (flags.admin) cfg->mutable_admin()->set_listen(*flags.admin);
+  if (flags.data_dir) cfg->set_data_dir(*flags.data_dir);
+  if (flags.log_level) cfg->set_log_level(*flags.log_level);
+  if (flags.workers) {
+    unsigned n = 0;
+    const std::string& s = *flags.workers;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (ec != std::errc() || p != s.data() + s.size()) {
+      return absl::InvalidArgumentError("--workers: not a number: " + s);
+    }
+    cfg->set_workers(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PrepareDataDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::FailedPreconditionError("data_dir " + dir + ": " + ec.message());
+  if (access(dir.c_str(), W_OK) != 0) {
+    return absl::FailedPreconditionError("data_dir " + dir + " is not writable");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteReadyFile(const std::string& path, uint16_t mqtt, uint16_t admin) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << "{\"mqtt\":" << mqtt << ",\"admin\":" << admin << "}\n";
+    if (!out) return absl::InternalError("cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError("cannot rename " + tmp + " to " + path);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int Run(const Flags& flags) {
+  // Signals are taken synchronously by this thread (sigwait); every thread started below
+  // inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  config::Config cfg;
+  if (flags.config_path) {
+    auto loaded = LoadConfigFile(*flags.config_path);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "shardmq: %s\n", std::string(loaded.status().message()).c_str());
+      return 2;
+    }
+    cfg = std::move(*loaded);
+  }
+  absl::Status st = ApplyFlags(flags, &cfg);
+  if (st.ok()) {
+    ApplyDefaults(&cfg);
+    st = ValidateConfig(cfg);
+  }
+  if (!st.ok()) {
+    std::fprintf(stderr, "shardmq: %s\n", std::string(st.message()).c_str());
+    return 2;
+  }
+  log::Level level;
+  log::ParseLevel(cfg.log_level(), &level);
+  log::SetLevel(level);
+
+  st = PrepareDataDir(cfg.data_dir());
+  if (!st.ok()) {
+    SHARDMQ_LOG(ERROR) << st.message();
+    return 1;
+  }
+  // TODO(#3): RocksDB storage in data_dir. Until then sessions, queues and retained messages
+  // live in memory and do not survive a restart.
+  storage::StorageLimits limits;
+  limits.max_retained_messages = cfg.mqtt().max_retained_messages();
+  std::unique_ptr<storage::Storage> storage = storage::CreateInMemoryStorage(limits);
+  SHARDMQ_LOG(WARNING) << "storage: in memory only (durable RocksDB storage is not built yet); "
+                          "nothing survives a restart";
+
+  int nworkers = static_cast<int>(cfg.workers());
+  if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::unique_ptr<net::Worker>> workers;
+  std::vector<net::Worker*> worker_ptrs;
+  for (int i = 0; i < nworkers; ++i) {
+    workers.push_back(std::make_unique<net::Worker>(i));
+    worker_ptrs.push_back(workers.back().get());
+  }
+  auto core = std::make_unique<session::BrokerCore>(cfg, *storage, SystemClock::Instance(),
+                                                    worker_ptrs);
+  net::Listener listener(
+      worker_ptrs,
+      [&core](net::Transport& transport, net::Worker& worker) {
+        auto handler =
+            std::make_shared<session::ConnectionHandler>(core->core(worker.index()), transport);
+        handler->Start();
+        return handler;
+      },
+      net::ConnectionLimits{});
+  st = listener.Listen(cfg.mqtt().listen());
+  if (!st.ok()) {
+    SHARDMQ_LOG(ERROR) << st.message();
+    return 1;
+  }
+
+  auto collector = std::make_shared<BrokerCollector>(*core);
+  std::atomic<bool> ready{false};
+  AdminServer admin(AdminServer::Options{cfg.admin().listen()}, {collector},
+                    [&ready] { return ready.load(); });
+  st = admin.Start();
+  if (!st.ok()) {
+    SHARDMQ_LOG(ERROR) << st.message();
+    return 1;
+  }
+
+  for (auto& w : workers) w->Start();
+  listener.Start();
+  core->StartSysTopics();
+  ready = true;
+  SHARDMQ_LOG(INFO) << "shardmq " << SHARDMQ_VERSION << " node " << cfg.node_id()
+                    << " listening: mqtt " << cfg.mqtt().listen() << " (port " << listener.port()
+                    << "), admin " << cfg.admin().listen() << " (port " << admin.port() << "), "
+                    << nworkers << " workers";
+  if (flags.ready_file) {
+    st = WriteReadyFile(*flags.ready_file, listener.port(), admin.port());
+    if (!st.ok()) {
+      SHARDMQ_LOG(ERROR) << st.message();
+      return 1;
+    }
+  }
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  SHARDMQ_LOG(INFO) << "signal " << sig << ": shutting down";
+  ready = false;
+  listener.Stop();
+  core->core(0).worker().Post([&core] { core->StopSysTopics(); });
+  for (int i = 0; i < nworkers; ++i) {
+    session::WorkerCore& wc = core->core(i);
+    wc.worker().Post([&wc] { wc.CloseAll(); });
+  }
+  // Give the connections a moment to flush their DISCONNECT packets.
+  for (int i = 0; i < 100 && core->GetTotals().connections_open > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (auto& w : workers) w->Stop();
+  for (auto& w : workers) w->Join();
+  admin.Stop();
+  SHARDMQ_LOG(INFO) << "stopped";
+  return 0;
+}
+
+}  // namespace shardmq::broker::app

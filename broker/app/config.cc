@@ -1,0 +1,108 @@
+#include "broker/app/config.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "common/host_port.h"
+#include "common/log.h"
+
+namespace shardmq::broker::app {
+
+absl::StatusOr<config::Config> ParseConfig(const std::string& json) {
+  config::Config cfg;
+  google::protobuf::util::JsonParseOptions opts;
+  opts.ignore_unknown_fields = false;
+  auto st = google::protobuf::util::JsonStringToMessage(json, &cfg, opts);
+  if (!st.ok()) {
+    return absl::InvalidArgumentError("config: " + std::string(st.message()));
+  }
+  return cfg;
+}
+
+absl::StatusOr<config::Config> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError("config file " + path + ": cannot be read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto cfg = ParseConfig(ss.str());
+  if (!cfg.ok()) {
+    return absl::InvalidArgumentError(path + ": " + std::string(cfg.status().message()));
+  }
+  return cfg;
+}
+
+void ApplyDefaults(config::Config* c) {
+  if (!c->has_node_id()) {
+    char host[256] = {0};
+    if (gethostname(host, sizeof host - 1) != 0 || host[0] == 0) std::snprintf(host, 8, "shardmq");
+    c->set_node_id(host);
+  }
+  if (!c->has_data_dir()) c->set_data_dir("./data");
+  if (!c->has_workers()) c->set_workers(0);
+  if (!c->has_log_level()) c->set_log_level("info");
+  config::MqttConfig* m = c->mutable_mqtt();
+  if (!m->has_listen()) m->set_listen("127.0.0.1:1883");
+  if (!m->has_max_packet_size()) m->set_max_packet_size(1048576);
+  if (!m->has_receive_maximum()) m->set_receive_maximum(1024);
+  if (!m->has_max_inflight_out()) m->set_max_inflight_out(32);
+  if (!m->has_topic_alias_maximum()) m->set_topic_alias_maximum(64);
+  if (!m->has_max_keepalive()) m->set_max_keepalive(65535);
+  if (!m->has_allow_zero_keepalive()) m->set_allow_zero_keepalive(true);
+  if (!m->has_v3_session_expiry()) m->set_v3_session_expiry(0);
+  if (!m->has_max_session_expiry()) m->set_max_session_expiry(0);
+  if (!m->has_max_queued_messages()) m->set_max_queued_messages(1000);
+  if (!m->has_max_queued_bytes()) m->set_max_queued_bytes(100ull << 20);
+  if (!m->has_sys_interval()) m->set_sys_interval(10);
+  if (!m->has_connect_timeout()) m->set_connect_timeout(10);
+  if (!m->has_max_retained_messages()) m->set_max_retained_messages(1000000);
+  config::AdminConfig* a = c->mutable_admin();
+  if (!a->has_listen()) a->set_listen("127.0.0.1:8080");
+}
+
+namespace {
+absl::Status Range(const char* field, uint64_t value, uint64_t lo, uint64_t hi) {
+  if (value < lo || value > hi) {
+    return absl::InvalidArgumentError("config field " + std::string(field) + " = " +
+                                      std::to_string(value) + " is out of bounds [" +
+                                      std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return absl::OkStatus();
+}
+absl::Status Address(const char* field, const std::string& value) {
+  auto hp = ParseHostPort(value);
+  if (!hp.ok()) {
+    return absl::InvalidArgumentError("config field " + std::string(field) + ": " +
+                                      std::string(hp.status().message()));
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::Status ValidateConfig(const config::Config& c) {
+  const config::MqttConfig& m = c.mqtt();
+  SHARDMQ_RETURN_IF_ERROR(Range("workers", c.workers(), 0, 256));
+  log::Level level;
+  if (!log::ParseLevel(c.log_level(), &level)) {
+    return absl::InvalidArgumentError("config field log_level = \"" + c.log_level() +
+                                      "\" is not one of debug, info, warning, error");
+  }
+  if (c.data_dir().empty()) return absl::InvalidArgumentError("config field data_dir is empty");
+  SHARDMQ_RETURN_IF_ERROR(Address("mqtt.listen", m.listen()));
+  SHARDMQ_RETURN_IF_ERROR(Address("admin.listen", c.admin().listen()));
+  SHARDMQ_RETURN_IF_ERROR(Range("mqtt.max_packet_size", m.max_packet_size(), 64, 268435460));
+  SHARDMQ_RETURN_IF_ERROR(Range("mqtt.receive_maximum", m.receive_maximum(), 1, 65535));
+  SHARDMQ_RETURN_IF_ERROR(Range("mqtt.max_inflight_out", m.max_inflight_out(), 1, 65535));
+  SHARDMQ_RETURN_IF_ERROR(Range("mqtt.topic_alias_maximum", m.topic_alias_maximum(), 0, 65535));
+  SHARDMQ_RETURN_IF_ERROR(Range("mqtt.max_keepalive", m.max_keepalive(), 1, 65535));
+  SHARDMQ_RETURN_IF_ERROR(Range("mqtt.max_queued_messages", m.max_queued_messages(), 1, 10000000));
+  SHARDMQ_RETURN_IF_ERROR(Range("mqtt.connect_timeout", m.connect_timeout(), 1, 3600));
+  SHARDMQ_RETURN_IF_ERROR(Range("mqtt.sys_interval", m.sys_interval(), 0, 86400));
+  return absl::OkStatus();
+}
+
+}  // namespace shardmq::broker::app

@@ -1,0 +1,90 @@
+#include "broker/app/metrics.h"
+
+#include <string>
+
+namespace shardmq::broker::app {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+std::vector<MetricFamily> BrokerCollector::Collect() const {
+  std::vector<MetricFamily> out;
+  auto family = [&](const char* name, const char* help, MetricType type,
+                    auto read) {  // read(WorkerStats&) -> double, one sample per worker
+    MetricFamily f;
+    f.name = name;
+    f.help = help;
+    f.type = type;
+    for (int w = 0; w < core_.worker_count(); ++w) {
+      ClientMetric m;
+      m.label.push_back({"worker", std::to_string(w)});
+      double v = read(core_.core(w).stats());
+      if (type == MetricType::Counter) {
+        m.counter.value = v;
+      } else {
+        m.gauge.value = v;
+      }
+      f.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(f));
+  };
+  auto r = [](const auto& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); };
+  using session::WorkerStats;
+  family("shardmq_broker_connections_accepted_total", "TCP connections accepted.",
+         MetricType::Counter, [&](WorkerStats& s) { return r(s.connections_accepted); });
+  family("shardmq_broker_connections", "Open client connections.", MetricType::Gauge,
+         [&](WorkerStats& s) { return r(s.connections_open); });
+  family("shardmq_broker_clients_connected", "Clients with an accepted CONNECT.",
+         MetricType::Gauge, [&](WorkerStats& s) { return r(s.clients_connected); });
+  family("shardmq_broker_messages_received_total", "PUBLISH packets received from clients.",
+         MetricType::Counter, [&](WorkerStats& s) { return r(s.messages_received); });
+  family("shardmq_broker_messages_sent_total", "PUBLISH packets sent to clients.",
+         MetricType::Counter, [&](WorkerStats& s) { return r(s.messages_sent); });
+  family("shardmq_broker_received_bytes_total", "MQTT bytes received.", MetricType::Counter,
+         [&](WorkerStats& s) { return r(s.bytes_received); });
+  family("shardmq_broker_sent_bytes_total", "MQTT bytes sent.", MetricType::Counter,
+         [&](WorkerStats& s) { return r(s.bytes_sent); });
+  family("shardmq_broker_protocol_errors_total",
+         "Connections closed for a malformed packet or protocol violation.", MetricType::Counter,
+         [&](WorkerStats& s) { return r(s.protocol_errors); });
+  family("shardmq_broker_sessions", "Sessions resident on the worker.", MetricType::Gauge,
+         [&](WorkerStats& s) { return r(s.sessions); });
+  family("shardmq_broker_subscriptions", "Subscriptions of resident sessions.",
+         MetricType::Gauge, [&](WorkerStats& s) { return r(s.subscriptions); });
+
+  MetricFamily dropped;
+  dropped.name = "shardmq_broker_messages_dropped_total";
+  dropped.help = "Messages not delivered to a session, by reason.";
+  dropped.type = MetricType::Counter;
+  struct Reason {
+    const char* name;
+    std::atomic<uint64_t> WorkerStats::*field;
+  };
+  const Reason reasons[] = {{"queue_full", &WorkerStats::dropped_queue_full},
+                            {"qos0_offline", &WorkerStats::dropped_qos0_offline},
+                            {"qos0_backpressure", &WorkerStats::dropped_qos0_backpressure},
+                            {"expired", &WorkerStats::dropped_expired},
+                            {"too_large", &WorkerStats::dropped_too_large}};
+  for (const Reason& reason : reasons) {
+    double total = 0;
+    for (int w = 0; w < core_.worker_count(); ++w) total += r(core_.core(w).stats().*reason.field);
+    ClientMetric m;
+    m.label.push_back({"reason", reason.name});
+    m.counter.value = total;
+    dropped.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(dropped));
+
+  MetricFamily retained;
+  retained.name = "shardmq_broker_retained_messages";
+  retained.help = "Retained messages stored.";
+  retained.type = MetricType::Gauge;
+  ClientMetric rm;
+  rm.gauge.value = static_cast<double>(core_.storage().retained().Count());
+  retained.metric.push_back(std::move(rm));
+  out.push_back(std::move(retained));
+  return out;
+}
+
+}  // namespace shardmq::broker::app

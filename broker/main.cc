@@ -1,0 +1,75 @@
+// shardmq: command line -> app::Run.
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "broker/app/app.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(Usage: shardmq [serve] [options]
+       shardmq --help | --version
+
+Runs a shardmq MQTT broker node (MQTT 3.1, 3.1.1 and 5.0). With no options: a single-node
+broker on 127.0.0.1:1883 with its data in ./data and the admin HTTP port on 127.0.0.1:8080.
+
+Options:
+  --config FILE       JSON configuration file (see proto/config.proto and docs/configuration.md)
+  --mqtt HOST:PORT    MQTT listener (port 0 = ephemeral); overrides mqtt.listen
+  --admin HOST:PORT   HTTP admin listener (/livez, /readyz, /metrics); overrides admin.listen
+  --data-dir DIR      data directory; overrides data_dir
+  --ready-file FILE   once listening, write {"mqtt":PORT,"admin":PORT} to FILE (atomically)
+  --workers N         network worker threads (0 = one per core); overrides workers
+  --log-level LEVEL   debug, info, warning or error; overrides log_level
+  --help              this text
+  --version           the version
+
+SIGTERM or SIGINT stops the broker cleanly.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  shardmq::broker::app::Flags flags;
+  int i = 1;
+  if (i < argc && std::string_view(argv[i]) == "serve") ++i;
+  for (; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg == "--version") {
+      std::printf("shardmq %s\n", SHARDMQ_VERSION);
+      return 0;
+    }
+    std::optional<std::string> value;
+    if (auto eq = arg.find('='); eq != std::string::npos && arg.rfind("--", 0) == 0) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    }
+    std::optional<std::string>* target = nullptr;
+    if (arg == "--config") target = &flags.config_path;
+    else if (arg == "--mqtt") target = &flags.mqtt;
+    else if (arg == "--admin") target = &flags.admin;
+    else if (arg == "--data-dir") target = &flags.data_dir;
+    else if (arg == "--ready-file") target = &flags.ready_file;
+    else if (arg == "--workers") target = &flags.workers;
+    else if (arg == "--log-level") target = &flags.log_level;
+    if (target == nullptr) {
+      std::fprintf(stderr, "shardmq: unknown argument \"%s\"\n\n%s", argv[i], kUsage);
+      return 2;
+    }
+    if (!value) {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "shardmq: %s needs a value\n", arg.c_str());
+        return 2;
+      }
+      value = argv[++i];
+    }
+    *target = *value;
+  }
+  return shardmq::broker::app::Run(flags);
+}

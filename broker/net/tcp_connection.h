@@ -1,0 +1,59 @@
+// A plain TCP client connection on one worker: read buffer, double-buffered writes with
+// high/low watermarks (reading pauses while the peer does not drain what we write).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include "broker/net/transport.h"
+
+namespace shardmq::broker::net {
+
+struct ConnectionLimits {
+  size_t write_high_watermark = 4 << 20;  // stop reading above this many queued bytes
+  size_t write_low_watermark = 1 << 20;   // resume below this
+};
+
+class TcpConnection final : public Transport, public std::enable_shared_from_this<TcpConnection> {
+ public:
+  TcpConnection(boost::asio::ip::tcp::socket socket, uint64_t id, ConnectionLimits limits);
+  ~TcpConnection() override;
+
+  // Starts reading; `callbacks` receives data until OnClosed. Call on the socket's worker.
+  void Start(std::shared_ptr<ConnectionCallbacks> callbacks);
+
+  // net::Transport
+  void Send(std::string_view bytes) override;
+  void Close() override;
+  size_t PendingWriteBytes() const override { return writing_.size() + pending_.size(); }
+  const std::string& peer() const override { return peer_; }
+  uint64_t id() const override { return id_; }
+
+ private:
+  void DoRead();
+  void OnRead(const boost::system::error_code& ec, size_t n);
+  void DoWrite();
+  void OnWrite(const boost::system::error_code& ec, size_t n);
+  void Shutdown();
+
+  boost::asio::ip::tcp::socket socket_;
+  const uint64_t id_;
+  const ConnectionLimits limits_;
+  std::string peer_;
+  std::shared_ptr<ConnectionCallbacks> callbacks_;
+  std::vector<uint8_t> rbuf_;
+  size_t rlen_ = 0;       // valid bytes in rbuf_
+  size_t wanted_ = 0;     // size hint for the next packet
+  std::string writing_;   // being written by async_write
+  std::string pending_;   // appended while a write is in progress
+  bool write_in_progress_ = false;
+  bool read_in_progress_ = false;
+  bool read_paused_ = false;
+  bool closing_ = false;  // Close() called: flush then shut down
+  bool closed_ = false;   // socket closed and OnClosed delivered
+};
+
+}  // namespace shardmq::broker::net

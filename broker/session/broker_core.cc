@@ -1,0 +1,417 @@
+// Session move protocol (a client reconnects on worker C while its session lives on worker S):
+//   1. C claims the client id in the directory (busy, now pointing at C) and asks S to detach.
+//   2. S kicks the old connection (0x8E), then either ends the session (Clean Start) or hands the
+//      Session object to C, and keeps forwarding deliveries that still arrive at S to C.
+//   3. C installs the session and broadcasts its new location; each worker, once it has applied
+//      it, acknowledges to S (so every delivery that worker sent to S before is already at S).
+//   4. When S has every acknowledgement it tells C "move complete"; C then releases the direct
+//      deliveries it held back meanwhile (they are newer than anything S forwarded), and settles
+//      the directory entry.
+// This keeps per-publisher order across a move without any lock on the delivery path.
+#include "broker/session/broker_core.h"
+
+#include <boost/asio/steady_timer.hpp>
+
+#include "broker/session/connection_handler.h"
+#include "broker/session/session.h"
+#include "broker/session/sys_topics.h"
+#include "common/log.h"
+#include "common/topic.h"
+
+namespace shardmq::broker::session {
+
+namespace {
+struct AckState {
+  int remaining = 0;
+  absl::AnyInvocable<void()> done;
+};
+}  // namespace
+
+// ---------------------------------------------------------------- WorkerCore
+
+WorkerCore::WorkerCore(BrokerCore& broker, net::Worker& worker)
+    : broker_(broker), worker_(worker) {}
+
+WorkerCore::~WorkerCore() = default;
+
+Session* WorkerCore::FindSession(std::string_view client_id) {
+  // Debian's Abseil cannot hash std::string_view for a std::string key: build the key.
+  auto it = sessions_.find(std::string(client_id));
+  return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+Session& WorkerCore::CreateSession(const std::string& client_id) {
+  auto session = std::make_unique<Session>(*this, client_id, broker_.NextSessionGen());
+  Session& ref = *session;
+  sessions_[client_id] = std::move(session);
+  stats_.sessions.fetch_add(1, std::memory_order_relaxed);
+  return ref;
+}
+
+void WorkerCore::Publish(MessagePtr message) {
+  if (message->retain) {
+    records::Message rec = ToRecord(*message);
+    absl::Status st = broker_.storage().retained().Set(rec);
+    if (!st.ok()) SHARDMQ_LOG(WARNING) << "retained message not stored: " << st;
+  }
+  std::vector<Delivery> deliveries;
+  routes_.Match(message, &deliveries);
+  Dispatch(deliveries);
+}
+
+void WorkerCore::Dispatch(std::vector<Delivery>& deliveries) {
+  for (Delivery& d : deliveries) {
+    const SessionLocation* loc = routes_.Location(d.client_id);
+    if (loc == nullptr) continue;  // the session has ended
+    if (loc->worker == index()) {
+      DeliverLocal(std::move(d));
+    } else {
+      outbox_[loc->worker].push_back(std::move(d));
+      ScheduleFlush();
+    }
+  }
+}
+
+void WorkerCore::DeliverLocal(Delivery&& d) {
+  if (auto f = forwarding_.find(d.client_id); f != forwarding_.end()) {
+    d.forwarded = true;
+    outbox_[f->second.to].push_back(std::move(d));
+    ScheduleFlush();
+    return;
+  }
+  Session* s = FindSession(d.client_id);
+  if (s == nullptr) {
+    auto p = pending_connects_.find(d.client_id);
+    if (p != pending_connects_.end() && !d.forwarded) p->second.held.push_back(std::move(d));
+    return;
+  }
+  if (s->moving_in && !d.forwarded) {
+    s->held.push_back(std::move(d));
+    return;
+  }
+  s->Enqueue(std::move(d));
+}
+
+void WorkerCore::ScheduleFlush() {
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  worker_.Post([this] {
+    flush_scheduled_ = false;
+    FlushOutboxes();
+  });
+}
+
+void WorkerCore::FlushOutboxes() {
+  for (int t = 0; t < static_cast<int>(outbox_.size()); ++t) FlushOutbox(t);
+}
+
+void WorkerCore::FlushOutbox(int target) {
+  if (outbox_[target].empty()) return;
+  std::vector<Delivery> batch;
+  batch.swap(outbox_[target]);
+  WorkerCore& tc = broker_.core(target);
+  tc.worker().Post([&tc, batch = std::move(batch)]() mutable {
+    for (Delivery& d : batch) tc.DeliverLocal(std::move(d));
+  });
+}
+
+void WorkerCore::PostTo(int target, absl::AnyInvocable<void(WorkerCore&)> fn) {
+  FlushOutbox(target);
+  WorkerCore& tc = broker_.core(target);
+  tc.worker().Post([&tc, fn = std::move(fn)]() mutable { fn(tc); });
+}
+
+void WorkerCore::Broadcast(std::function<void(WorkerCore&)> fn, absl::AnyInvocable<void()> done) {
+  fn(*this);
+  int n = broker_.worker_count();
+  if (n == 1) {
+    if (done) done();
+    return;
+  }
+  std::shared_ptr<AckState> state;
+  if (done) {
+    state = std::make_shared<AckState>();
+    state->remaining = n - 1;
+    state->done = std::move(done);
+  }
+  auto shared_fn = std::make_shared<std::function<void(WorkerCore&)>>(std::move(fn));
+  int origin = index();
+  for (int t = 0; t < n; ++t) {
+    if (t == origin) continue;
+    PostTo(t, [shared_fn, state, origin](WorkerCore& w) {
+      (*shared_fn)(w);
+      if (state) {
+        w.PostTo(origin, [state](WorkerCore&) {
+          if (--state->remaining == 0) state->done();
+        });
+      }
+    });
+  }
+}
+
+void WorkerCore::AnnounceLocation(Session& session, absl::AnyInvocable<void()> done) {
+  SessionLocation loc{index(), session.online(), session.gen(), session.NextLocationVersion()};
+  std::string cid = session.client_id();
+  Broadcast([cid, loc](WorkerCore& w) { w.routes().SetLocation(cid, loc); }, std::move(done));
+}
+
+void WorkerCore::Connect(std::shared_ptr<ConnectionHandler> handler, SessionRequest request) {
+  ConnectAttempt(std::move(handler), std::move(request), 0);
+}
+
+void WorkerCore::ConnectAttempt(std::shared_ptr<ConnectionHandler> handler,
+                                SessionRequest request, int tries) {
+  const std::string cid = request.client_id;
+  int from = -1;
+  switch (broker_.Claim(cid, index(), &from)) {
+    case BrokerCore::ClaimResult::kBusy:
+      RetryConnect(std::move(handler), std::move(request), tries);
+      return;
+    case BrokerCore::ClaimResult::kNew: {
+      Session& s = CreateSession(cid);
+      FinishConnect(std::move(handler), s, false);
+      return;
+    }
+    case BrokerCore::ClaimResult::kExisting:
+      break;
+  }
+  if (from != index()) {
+    pending_connects_[cid] = PendingConnect{std::move(handler), request, {}};
+    int me = index();
+    bool clean = request.clean_start;
+    PostTo(from, [cid, me, clean](WorkerCore& w) { w.DetachForMove(cid, me, clean); });
+    return;
+  }
+  // The session is on this worker.
+  Session* s = FindSession(cid);
+  if (s != nullptr && s->online()) s->connection()->Kick(codec::ReasonCode::kSessionTakenOver);
+  bool present = s != nullptr;
+  if (s != nullptr && request.clean_start) {
+    EndSession(*s);
+    s = nullptr;
+    present = false;
+  }
+  if (s == nullptr) s = &CreateSession(cid);
+  FinishConnect(std::move(handler), *s, present);
+}
+
+void WorkerCore::RetryConnect(std::shared_ptr<ConnectionHandler> handler, SessionRequest request,
+                              int tries) {
+  // Another connect with the same client id is in progress (rare: reconnect storms). Retry
+  // every 5 ms for up to connect_timeout.
+  if (tries * 5 > static_cast<int>(broker_.mqtt().connect_timeout()) * 1000) {
+    handler->RejectConnect(codec::ReasonCode::kServerBusy);
+    return;
+  }
+  auto timer = std::make_shared<boost::asio::steady_timer>(worker_.io());
+  timer->expires_after(std::chrono::milliseconds(5));
+  timer->async_wait([this, timer, handler = std::move(handler), request = std::move(request),
+                     tries](const boost::system::error_code&) mutable {
+    ConnectAttempt(std::move(handler), std::move(request), tries + 1);
+  });
+}
+
+void WorkerCore::FinishConnect(std::shared_ptr<ConnectionHandler> handler, Session& session,
+                               bool present) {
+  const std::string cid = session.client_id();
+  bool moving = session.moving_in;
+  handler->OnSessionReady(session, present);
+  // OnSessionReady may have ended the session (connection already gone, transient session).
+  if (!moving) {
+    if (FindSession(cid) != nullptr) {
+      broker_.Settle(cid, index());
+    } else {
+      broker_.Release(cid, index());
+    }
+  }
+}
+
+void WorkerCore::DetachForMove(const std::string& client_id, int to, bool clean_start) {
+  Session* s = FindSession(client_id);
+  auto arrive = [client_id, this](std::unique_ptr<Session> session) {
+    int from = index();
+    return [client_id, from, session = std::move(session)](WorkerCore& w) mutable {
+      w.SessionArrived(client_id, from, std::move(session));
+    };
+  };
+  if (s == nullptr || s->moving_in) {
+    // Ended meanwhile (or, impossibly, still moving in: the directory serialises moves).
+    PostTo(to, arrive(nullptr));
+    return;
+  }
+  if (s->online()) s->connection()->Kick(codec::ReasonCode::kSessionTakenOver);
+  if (clean_start) {
+    EndSession(*s);
+    PostTo(to, arrive(nullptr));
+    return;
+  }
+  auto it = sessions_.find(client_id);
+  std::unique_ptr<Session> owned = std::move(it->second);
+  sessions_.erase(it);
+  stats_.sessions.fetch_sub(1, std::memory_order_relaxed);
+  stats_.subscriptions.fetch_sub(static_cast<int64_t>(owned->subscriptions.size()),
+                                 std::memory_order_relaxed);
+  owned->DetachFromWorker();
+  forwarding_[client_id] = Forward{to, broker_.worker_count()};
+  PostTo(to, arrive(std::move(owned)));
+}
+
+void WorkerCore::SessionArrived(const std::string& client_id, int from,
+                                std::unique_ptr<Session> session) {
+  auto p = pending_connects_.find(client_id);
+  if (p == pending_connects_.end()) return;  // cannot happen: the directory entry was ours
+  PendingConnect pc = std::move(p->second);
+  pending_connects_.erase(p);
+  if (session == nullptr) {
+    Session& fresh = CreateSession(client_id);
+    FinishConnect(std::move(pc.handler), fresh, false);
+    return;
+  }
+  Session& ref = *session;
+  sessions_[client_id] = std::move(session);
+  stats_.sessions.fetch_add(1, std::memory_order_relaxed);
+  stats_.subscriptions.fetch_add(static_cast<int64_t>(ref.subscriptions.size()),
+                                 std::memory_order_relaxed);
+  ref.AttachToWorker(*this);
+  ref.moving_in = true;
+  ref.held = std::move(pc.held);
+  // Broadcast the new location; every worker acknowledges to the old worker (see top).
+  SessionLocation loc{index(), true, ref.gen(), ref.NextLocationVersion()};
+  int n = broker_.worker_count();
+  for (int t = 0; t < n; ++t) {
+    PostTo(t, [client_id, loc, from](WorkerCore& w) {
+      w.routes().SetLocation(client_id, loc);
+      w.PostTo(from, [client_id](WorkerCore& old) { old.LocationAck(client_id); });
+    });
+  }
+  FinishConnect(std::move(pc.handler), ref, true);
+}
+
+void WorkerCore::LocationAck(const std::string& client_id) {
+  auto it = forwarding_.find(client_id);
+  if (it == forwarding_.end()) return;
+  if (--it->second.acks_left > 0) return;
+  int to = it->second.to;
+  forwarding_.erase(it);
+  PostTo(to, [client_id](WorkerCore& w) { w.MoveComplete(client_id); });
+}
+
+void WorkerCore::MoveComplete(const std::string& client_id) {
+  Session* s = FindSession(client_id);
+  if (s == nullptr || !s->moving_in) {
+    broker_.Release(client_id, index());
+    return;
+  }
+  s->moving_in = false;
+  std::vector<Delivery> held;
+  held.swap(s->held);
+  for (Delivery& d : held) s->Enqueue(std::move(d));
+  broker_.Settle(client_id, index());
+}
+
+void WorkerCore::OnSessionOffline(Session& session) { AnnounceLocation(session); }
+
+void WorkerCore::EndSession(Session& session) {
+  const std::string cid = session.client_id();
+  const uint64_t gen = session.gen();
+  session.PublishWill();
+  struct Removal {
+    std::string group;
+    std::string filter;
+  };
+  std::vector<Removal> removals;
+  for (const auto& [full, opts] : session.subscriptions) {
+    topic::SharedFilter shared;
+    if (topic::ParseShared(full, &shared) == topic::ParseSharedResult::kShared) {
+      removals.push_back({std::string(shared.group), std::string(shared.filter)});
+    } else {
+      removals.push_back({"", full});
+    }
+  }
+  stats_.subscriptions.fetch_sub(static_cast<int64_t>(session.subscriptions.size()),
+                                 std::memory_order_relaxed);
+  Broadcast([cid, gen, removals = std::move(removals)](WorkerCore& w) {
+    for (const auto& r : removals) w.routes().Remove(cid, r.group, r.filter, gen);
+    w.routes().RemoveLocation(cid, gen);
+  });
+  if (session.persistent()) {
+    broker_.storage().sessions().Delete(cid).IgnoreError();  // in-memory: cannot fail
+    broker_.storage().queues().Clear(cid).IgnoreError();
+  }
+  bool moving = session.moving_in;
+  sessions_.erase(cid);
+  stats_.sessions.fetch_sub(1, std::memory_order_relaxed);
+  if (!moving) broker_.Release(cid, index());
+}
+
+void WorkerCore::RegisterConnection(ConnectionHandler* handler) { connections_.push_back(handler); }
+
+void WorkerCore::UnregisterConnection(ConnectionHandler* handler) {
+  for (size_t i = 0; i < connections_.size(); ++i) {
+    if (connections_[i] == handler) {
+      connections_[i] = connections_.back();
+      connections_.pop_back();
+      return;
+    }
+  }
+}
+
+void WorkerCore::CloseAll() {
+  std::vector<ConnectionHandler*> all = connections_;
+  for (ConnectionHandler* h : all) h->Kick(codec::ReasonCode::kServerShuttingDown);
+}
+
+// ---------------------------------------------------------------- BrokerCore
+
+BrokerCore::BrokerCore(const config::Config& config, storage::Storage& storage, const Clock& clock,
+                       std::vector<net::Worker*> workers)
+    : config_(config), storage_(storage), clock_(clock), started_at_ms_(clock.NowMs()) {
+  for (net::Worker* w : workers) cores_.push_back(std::make_unique<WorkerCore>(*this, *w));
+  for (auto& c : cores_) c->outbox_.resize(cores_.size());
+}
+
+BrokerCore::~BrokerCore() = default;
+
+BrokerCore::ClaimResult BrokerCore::Claim(const std::string& client_id, int by, int* from) {
+  std::lock_guard lock(dir_mu_);
+  auto [it, inserted] = directory_.try_emplace(client_id, DirEntry{by, true});
+  if (inserted) return ClaimResult::kNew;
+  if (it->second.busy) return ClaimResult::kBusy;
+  *from = it->second.worker;
+  it->second.worker = by;
+  it->second.busy = true;
+  return ClaimResult::kExisting;
+}
+
+void BrokerCore::Settle(const std::string& client_id, int worker) {
+  std::lock_guard lock(dir_mu_);
+  auto it = directory_.find(client_id);
+  if (it != directory_.end() && it->second.worker == worker) it->second.busy = false;
+}
+
+void BrokerCore::Release(const std::string& client_id, int worker) {
+  std::lock_guard lock(dir_mu_);
+  auto it = directory_.find(client_id);
+  if (it != directory_.end() && it->second.worker == worker) directory_.erase(it);
+}
+
+BrokerCore::Totals BrokerCore::GetTotals() {
+  Totals t;
+  for (auto& c : cores_) {
+    WorkerStats& s = c->stats();
+    auto r = [](auto& a) { return a.load(std::memory_order_relaxed); };
+    t.clients_connected += r(s.clients_connected);
+    t.connections_open += r(s.connections_open);
+    t.messages_received += r(s.messages_received);
+    t.messages_sent += r(s.messages_sent);
+    t.bytes_received += r(s.bytes_received);
+    t.bytes_sent += r(s.bytes_sent);
+    t.sessions += r(s.sessions);
+    t.subscriptions += r(s.subscriptions);
+    t.dropped += r(s.dropped_queue_full) + r(s.dropped_qos0_offline) +
+                 r(s.dropped_qos0_backpressure) + r(s.dropped_expired) + r(s.dropped_too_large);
+  }
+  return t;
+}
+
+}  // namespace shardmq::broker::session

@@ -1,0 +1,212 @@
+// The MQTT broker core of one node: sessions, routing and delivery across the network workers.
+//
+// Threads: every network worker has one WorkerCore, used only on that worker's thread. A session
+// lives on the worker of its current (or last) connection; when a client reconnects on another
+// worker its session moves there (see the move protocol in broker_core.cc). Publishes are
+// matched on the publisher's worker against that worker's RouteTable replica; deliveries for
+// sessions on other workers are batched per target worker and posted once per event-loop turn,
+// so no lock is taken per message. The only lock on the connect path is the session directory
+// (client id -> worker), never touched per message.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "broker/net/worker.h"
+#include "broker/session/message.h"
+#include "broker/session/route_table.h"
+#include "common/clock.h"
+#include "proto/config.pb.h"
+#include "storage/storage.h"
+
+namespace shardmq::broker::session {
+
+class ConnectionHandler;
+class Session;
+
+// Counters of one worker, written by that worker only and read by $SYS and /metrics.
+struct WorkerStats {
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<int64_t> connections_open{0};
+  std::atomic<int64_t> clients_connected{0};
+  std::atomic<uint64_t> messages_received{0};  // PUBLISH packets from clients
+  std::atomic<uint64_t> messages_sent{0};      // PUBLISH packets to clients
+  std::atomic<uint64_t> bytes_received{0};
+  std::atomic<uint64_t> bytes_sent{0};
+  std::atomic<uint64_t> dropped_queue_full{0};
+  std::atomic<uint64_t> dropped_qos0_offline{0};
+  std::atomic<uint64_t> dropped_qos0_backpressure{0};
+  std::atomic<uint64_t> dropped_expired{0};
+  std::atomic<uint64_t> dropped_too_large{0};
+  std::atomic<uint64_t> protocol_errors{0};
+  std::atomic<int64_t> sessions{0};  // resident on this worker
+  std::atomic<int64_t> subscriptions{0};
+
+  void Add(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
+};
+
+// What a CONNECT asks of the session layer.
+struct SessionRequest {
+  std::string client_id;
+  bool clean_start = false;
+};
+
+class BrokerCore;
+
+class WorkerCore {
+ public:
+  WorkerCore(BrokerCore& broker, net::Worker& worker);
+  ~WorkerCore();
+
+  int index() const { return worker_.index(); }
+  net::Worker& worker() { return worker_; }
+  BrokerCore& broker() { return broker_; }
+  RouteTable& routes() { return routes_; }
+  WorkerStats& stats() { return stats_; }
+
+  // Publishes a message from a client, a will or the broker: stores/clears the retained
+  // message, matches routes and dispatches the deliveries.
+  void Publish(MessagePtr message);
+
+  // Delivers to a session resident on this worker (or forwards it if the session moved).
+  void DeliverLocal(Delivery&& delivery);
+
+  // Runs fn on `target`'s thread, after every delivery this worker queued for it.
+  void PostTo(int target, absl::AnyInvocable<void(WorkerCore&)> fn);
+  // Runs fn on every worker (on this one synchronously, first). `done`, if given, runs on this
+  // worker once every worker has run fn. `ack_to` (a worker index) receives the
+  // acknowledgements instead of this worker when set (used by the session move protocol).
+  void Broadcast(std::function<void(WorkerCore&)> fn, absl::AnyInvocable<void()> done = nullptr);
+
+  // Finds or creates the session for a CONNECT and attaches `handler` to it. Calls
+  // handler->OnSessionReady() later (possibly after the session moved from another worker).
+  void Connect(std::shared_ptr<ConnectionHandler> handler, SessionRequest request);
+
+  // Called by Session when the client disconnects (session stays) or the session ends.
+  void OnSessionOffline(Session& session);
+  // Ends the session: publishes a pending will, removes routes, storage and the directory entry.
+  void EndSession(Session& session);
+  // Broadcasts the session's current location (worker, online) to every worker.
+  void AnnounceLocation(Session& session, absl::AnyInvocable<void()> done = nullptr);
+
+  Session* FindSession(std::string_view client_id);
+  size_t session_count() const { return sessions_.size(); }
+  // Closes every connection on this worker (shutdown). v5 clients get DISCONNECT 0x8B.
+  void CloseAll();
+
+  void RegisterConnection(ConnectionHandler* handler);
+  void UnregisterConnection(ConnectionHandler* handler);
+
+ private:
+  friend class BrokerCore;
+  void Dispatch(std::vector<Delivery>& deliveries);
+  void ScheduleFlush();
+  void FlushOutboxes();
+  void FlushOutbox(int target);
+  Session& CreateSession(const std::string& client_id);
+  void FinishConnect(std::shared_ptr<ConnectionHandler> handler, Session& session, bool present);
+  void ConnectAttempt(std::shared_ptr<ConnectionHandler> handler, SessionRequest request,
+                      int tries);
+  void RetryConnect(std::shared_ptr<ConnectionHandler> handler, SessionRequest request, int tries);
+  // Move protocol (see broker_core.cc).
+  void DetachForMove(const std::string& client_id, int to, bool clean_start);
+  void SessionArrived(const std::string& client_id, int from, std::unique_ptr<Session> session);
+  void LocationAck(const std::string& client_id);
+  void MoveComplete(const std::string& client_id);
+
+  BrokerCore& broker_;
+  net::Worker& worker_;
+  RouteTable routes_;
+  WorkerStats stats_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Session>> sessions_;
+  std::vector<std::vector<Delivery>> outbox_;
+  bool flush_scheduled_ = false;
+  // Sessions that moved away, still forwarding until every worker knows the new location.
+  struct Forward {
+    int to = 0;
+    int acks_left = 0;
+  };
+  absl::flat_hash_map<std::string, Forward> forwarding_;
+  // Connects waiting for their session to arrive from another worker.
+  struct PendingConnect {
+    std::shared_ptr<ConnectionHandler> handler;
+    SessionRequest request;
+    std::vector<Delivery> held;  // direct deliveries that arrived before the session
+  };
+  absl::flat_hash_map<std::string, PendingConnect> pending_connects_;
+  std::vector<ConnectionHandler*> connections_;
+};
+
+// Process-wide broker state shared by the workers.
+class BrokerCore {
+ public:
+  // `mqtt` must have every optional field set (broker/app applies the defaults).
+  BrokerCore(const config::Config& config, storage::Storage& storage, const Clock& clock,
+             std::vector<net::Worker*> workers);
+  ~BrokerCore();
+
+  const config::Config& config() const { return config_; }
+  const config::MqttConfig& mqtt() const { return config_.mqtt(); }
+  storage::Storage& storage() { return storage_; }
+  const Clock& clock() const { return clock_; }
+  int worker_count() const { return static_cast<int>(cores_.size()); }
+  WorkerCore& core(int index) { return *cores_[index]; }
+  int64_t started_at_ms() const { return started_at_ms_; }
+
+  uint64_t NextSessionGen() { return next_gen_.fetch_add(1, std::memory_order_relaxed); }
+
+  // Session directory: which worker holds each client id's session. Locked only on connect,
+  // session end and moves.
+  enum class ClaimResult { kNew, kBusy, kExisting };
+  // Claims `client_id` for worker `by`. kNew: no session existed (entry created, busy).
+  // kExisting: *from is where the session is; the entry now points at `by` and is busy.
+  // kBusy: another connect for the id is in progress; try again shortly.
+  ClaimResult Claim(const std::string& client_id, int by, int* from);
+  // Marks the entry settled at `worker` (connect finished).
+  void Settle(const std::string& client_id, int worker);
+  // Removes the entry if it is settled at `worker`.
+  void Release(const std::string& client_id, int worker);
+
+  // Totals over all workers.
+  struct Totals {
+    int64_t clients_connected = 0;
+    int64_t connections_open = 0;
+    uint64_t messages_received = 0;
+    uint64_t messages_sent = 0;
+    uint64_t bytes_received = 0;
+    uint64_t bytes_sent = 0;
+    int64_t sessions = 0;
+    int64_t subscriptions = 0;
+    uint64_t dropped = 0;
+  };
+  Totals GetTotals();
+
+  // Starts the $SYS publisher (on worker 0) if mqtt.sys_interval > 0.
+  void StartSysTopics();
+  // Stops it (shutdown; before the workers stop).
+  void StopSysTopics();
+
+ private:
+  const config::Config config_;
+  storage::Storage& storage_;
+  const Clock& clock_;
+  const int64_t started_at_ms_;
+  std::vector<std::unique_ptr<WorkerCore>> cores_;
+  std::atomic<uint64_t> next_gen_{1};
+  struct DirEntry {
+    int worker = 0;
+    bool busy = false;
+  };
+  std::mutex dir_mu_;
+  absl::flat_hash_map<std::string, DirEntry> directory_;
+  std::unique_ptr<class SysTopics> sys_;
+};
+
+}  // namespace shardmq::broker::session

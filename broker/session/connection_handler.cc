@@ -1,0 +1,730 @@
+#include "broker/session/connection_handler.h"
+
+#include <algorithm>
+#include <random>
+
+#include "broker/codec/encoder.h"
+#include "broker/session/broker_core.h"
+#include "broker/session/protocol_errors.h"
+#include "broker/session/session.h"
+#include "common/log.h"
+#include "common/topic.h"
+#include "common/utf8.h"
+
+namespace shardmq::broker::session {
+
+using codec::PacketType;
+using codec::ProtocolVersion;
+using codec::ReasonCode;
+
+namespace {
+
+constexpr size_t kCongestedBytes = 4 << 20;
+
+std::string GenerateClientId() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* kHex = "0123456789abcdef";
+  std::string id = "shardmq-";
+  uint64_t v = rng();
+  for (int i = 0; i < 16; ++i) id.push_back(kHex[(v >> (i * 4)) & 0xF]);
+  return id;
+}
+
+// Pass-through properties of a PUBLISH or will (MQTT 5 s3.3.2.3): everything else is hop-by-hop.
+codec::Properties PassThrough(codec::Properties&& in) {
+  codec::Properties out;
+  out.payload_format_indicator = in.payload_format_indicator;
+  out.content_type = std::move(in.content_type);
+  out.response_topic = std::move(in.response_topic);
+  out.correlation_data = std::move(in.correlation_data);
+  out.user_properties = std::move(in.user_properties);
+  return out;
+}
+
+bool IsSysTopic(std::string_view topic) {
+  return topic == "$SYS" || topic.substr(0, 5) == "$SYS/";
+}
+
+}  // namespace
+
+ConnectionHandler::ConnectionHandler(WorkerCore& core, net::Transport& transport)
+    : core_(core), transport_(&transport) {
+  limits_.max_packet_size = core_.broker().mqtt().max_packet_size();
+  WorkerStats& st = core_.stats();
+  st.Add(st.connections_accepted);
+  st.connections_open.fetch_add(1, std::memory_order_relaxed);
+  core_.RegisterConnection(this);
+}
+
+ConnectionHandler::~ConnectionHandler() = default;
+
+void ConnectionHandler::Start() {
+  timer_ = std::make_unique<boost::asio::steady_timer>(core_.worker().io());
+  timer_->expires_after(std::chrono::seconds(core_.broker().mqtt().connect_timeout()));
+  timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    auto self = weak.lock();
+    if (ec || !self) return;
+    if (self->state_ == State::kAwaitConnect) self->CloseConnection(false);
+  });
+}
+
+std::string ConnectionHandler::Describe() const {
+  return "[c:" + std::to_string(transport_ ? transport_->id() : 0) + " cid:" + client_id_ + "] ";
+}
+
+size_t ConnectionHandler::OnData(std::span<const uint8_t> data, size_t* wanted) {
+  auto self = shared_from_this();  // packet handling may close and release us
+  size_t off = 0;
+  *wanted = 0;
+  while (off < data.size() && (state_ == State::kAwaitConnect || state_ == State::kConnecting ||
+                               state_ == State::kConnected)) {
+    std::optional<ProtocolVersion> v;
+    if (version_known_) v = version_;
+    codec::DecodeResult r = codec::Decode(data.subspan(off), v, limits_);
+    if (r.status == codec::DecodeResult::Status::kNeedMore) {
+      *wanted = r.needed;
+      break;
+    }
+    if (r.status == codec::DecodeResult::Status::kError) {
+      WorkerStats& st = core_.stats();
+      st.Add(st.protocol_errors);
+      if (state_ == State::kAwaitConnect) {
+        if (r.connect_level) {
+          version_ = *r.connect_level == 5 ? ProtocolVersion::kV5 : ProtocolVersion::kV311;
+          version_known_ = true;
+        }
+        SHARDMQ_LOG(DEBUG) << Describe() << "bad CONNECT: 0x" << std::hex
+                           << static_cast<int>(r.error);
+        SendConnackError(r.error);
+      } else {
+        Fail(r.error, "decode");
+      }
+      return data.size();
+    }
+    off += r.consumed;
+    core_.stats().Add(core_.stats().bytes_received, r.consumed);
+    last_rx_ms_ = core_.broker().clock().SteadyMs();
+    if (state_ == State::kConnecting) {
+      pending_.push_back(std::move(r.packet));
+    } else {
+      HandlePacket(r.packet);
+    }
+  }
+  if (state_ == State::kClosing || state_ == State::kClosed) return data.size();
+  return off;
+}
+
+void ConnectionHandler::HandlePacket(codec::Packet& packet) {
+  if (state_ == State::kAwaitConnect) {
+    if (auto* c = std::get_if<codec::Connect>(&packet)) {
+      HandleConnect(*c);
+    } else {
+      CloseConnection(false);  // MQTT s3.1: the first packet must be CONNECT
+    }
+    return;
+  }
+  std::visit(
+      [this](auto& p) {
+        using T = std::decay_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, codec::Publish>) {
+          HandlePublish(p);
+        } else if constexpr (std::is_same_v<T, codec::PubResponse>) {
+          HandlePubResponse(p);
+        } else if constexpr (std::is_same_v<T, codec::Subscribe>) {
+          HandleSubscribe(p);
+        } else if constexpr (std::is_same_v<T, codec::Unsubscribe>) {
+          HandleUnsubscribe(p);
+        } else if constexpr (std::is_same_v<T, codec::Pingreq>) {
+          SendPacket(codec::Pingresp{});
+        } else if constexpr (std::is_same_v<T, codec::Disconnect>) {
+          HandleDisconnect(p);
+        } else if constexpr (std::is_same_v<T, codec::Connect>) {
+          Fail(ReasonCode::kProtocolError, "second CONNECT");  // MQTT 5 s3.1.0-2
+        } else if constexpr (std::is_same_v<T, codec::Auth>) {
+          // No authentication method was agreed at CONNECT (MQTT 5 s4.12).
+          Fail(ReasonCode::kProtocolError, "AUTH without authentication method");
+        } else {
+          Fail(ReasonCode::kProtocolError, "packet a client may not send");
+        }
+      },
+      packet);
+}
+
+void ConnectionHandler::HandleConnect(codec::Connect& c) {
+  const config::MqttConfig& cfg = core_.broker().mqtt();
+  version_ = c.version;
+  version_known_ = true;
+  const bool v5 = version_ == ProtocolVersion::kV5;
+
+  if (c.client_id.empty()) {
+    if (v5) {
+      client_id_ = GenerateClientId();
+      assigned_client_id_ = true;
+    } else if (!c.clean_start || version_ == ProtocolVersion::kV31) {
+      // MQTT 3.1.1 s3.1.3-8: an empty id needs Clean Session 1; 3.1 requires 1..23 characters.
+      SendConnackError(ReasonCode::kClientIdentifierNotValid);
+      return;
+    } else {
+      client_id_ = GenerateClientId();
+    }
+  } else {
+    client_id_ = c.client_id;
+  }
+  if (v5 && c.properties.authentication_method) {
+    SendConnackError(ReasonCode::kBadAuthenticationMethod);
+    return;
+  }
+  if (c.will) {
+    if (!topic::IsValidTopicName(c.will->topic)) {
+      SendConnackError(ReasonCode::kTopicNameInvalid);
+      return;
+    }
+    if (v5 && c.will->properties.payload_format_indicator.value_or(0) == 1 &&
+        !utf8::IsValidMqttString(c.will->payload)) {
+      SendConnackError(ReasonCode::kPayloadFormatInvalid);
+      return;
+    }
+  }
+
+  uint32_t ka = c.keep_alive;
+  if (ka > cfg.max_keepalive() || (ka == 0 && !cfg.allow_zero_keepalive())) {
+    ka = cfg.max_keepalive();
+    if (v5) server_keep_alive_ = static_cast<uint16_t>(ka);
+  }
+  keepalive_ms_ = ka * 1000;
+
+  if (v5) {
+    send_window_ = c.properties.receive_maximum.value_or(65535);
+    client_max_packet_ = c.properties.maximum_packet_size.value_or(0);
+    client_alias_max_ = c.properties.topic_alias_maximum.value_or(0);
+    request_problem_info_ = c.properties.request_problem_information.value_or(1) == 1;
+  } else {
+    send_window_ = static_cast<uint16_t>(cfg.max_inflight_out());
+  }
+
+  uint32_t expiry;
+  if (v5) {
+    expiry = c.properties.session_expiry_interval.value_or(0);
+  } else {
+    expiry = c.clean_start ? 0
+             : cfg.v3_session_expiry() == 0 ? kSessionNeverExpires
+                                            : cfg.v3_session_expiry();
+  }
+  connect_expiry_s_ = expiry;
+  if (cfg.max_session_expiry() != 0 && expiry > cfg.max_session_expiry()) {
+    expiry = cfg.max_session_expiry();
+    expiry_capped_ = true;
+  }
+  session_expiry_s_ = expiry;
+
+  state_ = State::kConnecting;
+  bool clean = c.clean_start;
+  connect_ = std::move(c);
+  core_.Connect(shared_from_this(), SessionRequest{client_id_, clean});
+}
+
+void ConnectionHandler::OnSessionReady(Session& session, bool present) {
+  if (state_ != State::kConnecting) {
+    // The connection went away while the session was being prepared.
+    if (!present) session.expiry_s = session_expiry_s_;
+    session.Detach(false);
+    return;
+  }
+  const config::MqttConfig& cfg = core_.broker().mqtt();
+  const bool v5 = version_ == ProtocolVersion::kV5;
+  session_ = &session;
+  session.version = version_;
+  session.expiry_s = session_expiry_s_;
+
+  codec::Connack ack;
+  ack.session_present = present;
+  ack.reason_code = 0;
+  if (v5) {
+    codec::Properties& p = ack.properties;
+    if (cfg.receive_maximum() != 65535) p.receive_maximum = cfg.receive_maximum();
+    p.topic_alias_maximum = static_cast<uint16_t>(cfg.topic_alias_maximum());
+    p.maximum_packet_size = cfg.max_packet_size();
+    p.retain_available = 1;
+    p.wildcard_subscription_available = 1;
+    p.subscription_identifier_available = 1;
+    p.shared_subscription_available = 1;
+    if (assigned_client_id_) p.assigned_client_identifier = client_id_;
+    if (server_keep_alive_) p.server_keep_alive = *server_keep_alive_;
+    if (expiry_capped_) p.session_expiry_interval = session_expiry_s_;
+  }
+  SendPacket(ack);
+  state_ = State::kConnected;
+  core_.stats().clients_connected.fetch_add(1, std::memory_order_relaxed);
+
+  session.Attach(this);  // resends in-flight messages, then pumps the queue
+  if (connect_ && connect_->will) {
+    codec::Will& w = *connect_->will;
+    auto m = std::make_shared<Message>();
+    m->topic = std::move(w.topic);
+    m->payload = std::move(w.payload);
+    m->qos = w.qos;
+    m->retain = w.retain;
+    uint32_t expiry = w.properties.message_expiry_interval.value_or(0);
+    uint32_t delay = w.properties.will_delay_interval.value_or(0);
+    m->properties = PassThrough(std::move(w.properties));
+    m->publisher = client_id_;
+    session.will = WillSpec{std::move(m), expiry, delay};
+  }
+  connect_.reset();
+  session.Persist();
+  core_.AnnounceLocation(session);
+  ArmKeepalive();
+  while (!pending_.empty() && state_ == State::kConnected) {
+    codec::Packet p = std::move(pending_.front());
+    pending_.pop_front();
+    HandlePacket(p);
+  }
+  pending_.clear();
+}
+
+void ConnectionHandler::RejectConnect(ReasonCode reason) { SendConnackError(reason); }
+
+void ConnectionHandler::SendConnackError(ReasonCode reason) {
+  if (version_known_ && version_ == ProtocolVersion::kV5) {
+    if (IsConnackReason(reason)) {
+      codec::Connack ack;
+      ack.reason_code = static_cast<uint8_t>(reason);
+      SendPacket(ack);
+    }
+  } else if (auto code = V3ConnackCode(reason)) {
+    // A 3.1.1-format CONNACK also answers unknown protocol levels (MQTT 3.1.1 s3.1.2.2).
+    ProtocolVersion saved = version_;
+    version_ = ProtocolVersion::kV311;
+    codec::Connack ack;
+    ack.reason_code = *code;
+    SendPacket(ack);
+    version_ = saved;
+  }
+  CloseConnection(false);
+}
+
+void ConnectionHandler::Kick(ReasonCode reason) {
+  if (state_ == State::kConnected && version_ == ProtocolVersion::kV5) {
+    codec::Disconnect d;
+    d.reason = reason;
+    SendPacket(d);
+  }
+  // On takeover the old connection's will is due (MQTT 5 s3.1.4-3); its delay, if any, is then
+  // cancelled by the new connection. On shutdown no will is sent.
+  CloseConnection(reason == ReasonCode::kSessionTakenOver);
+}
+
+void ConnectionHandler::Fail(ReasonCode reason, const char* what) {
+  WorkerStats& st = core_.stats();
+  st.Add(st.protocol_errors);
+  SHARDMQ_LOG(DEBUG) << Describe() << "protocol error (" << what << "): 0x" << std::hex
+                     << static_cast<int>(reason);
+  if (state_ == State::kConnected && version_ == ProtocolVersion::kV5) {
+    codec::Disconnect d;
+    d.reason = reason;
+    SendPacket(d);
+  }
+  CloseConnection(true);
+}
+
+void ConnectionHandler::CloseConnection(bool will_due) {
+  if (state_ == State::kClosing || state_ == State::kClosed) return;
+  auto self = shared_from_this();
+  state_ = State::kClosing;
+  timer_.reset();
+  if (session_ != nullptr) {
+    Session* s = session_;
+    session_ = nullptr;
+    core_.stats().clients_connected.fetch_sub(1, std::memory_order_relaxed);
+    s->Detach(will_due);  // may destroy the session
+  }
+  if (transport_ != nullptr) transport_->Close();
+}
+
+void ConnectionHandler::OnClosed() {
+  auto self = shared_from_this();
+  if (state_ != State::kClosing && state_ != State::kClosed) {
+    transport_ = nullptr;    // already closed underneath us
+    CloseConnection(true);  // network loss without DISCONNECT: the will is due
+  }
+  state_ = State::kClosed;
+  transport_ = nullptr;
+  timer_.reset();
+  core_.stats().connections_open.fetch_sub(1, std::memory_order_relaxed);
+  core_.UnregisterConnection(this);
+}
+
+void ConnectionHandler::SendPacket(const codec::Packet& packet) {
+  if (transport_ == nullptr) return;
+  scratch_.clear();
+  codec::Encode(packet, version_, &scratch_);
+  core_.stats().Add(core_.stats().bytes_sent, scratch_.size());
+  transport_->Send(scratch_);
+}
+
+bool ConnectionHandler::congested() const {
+  return transport_ == nullptr || transport_->PendingWriteBytes() > kCongestedBytes;
+}
+
+bool ConnectionHandler::SendPublish(const Message& m, uint8_t qos, bool retain, bool dup,
+                                    uint16_t packet_id,
+                                    const absl::InlinedVector<uint32_t, 1>& subscription_ids) {
+  if (transport_ == nullptr) return true;  // closing: stays in flight for the next connection
+  codec::Publish h;
+  h.dup = dup;
+  h.qos = qos;
+  h.retain = retain;
+  h.packet_id = packet_id;
+  bool new_alias = false;
+  if (version_ == ProtocolVersion::kV5) {
+    h.properties = m.properties;
+    if (m.expiry_at_ms != 0) {
+      int64_t left_ms = m.expiry_at_ms - core_.broker().clock().NowMs();
+      // MQTT 5 s3.3.2.3.3: send the remaining lifetime.
+      h.properties.message_expiry_interval =
+          static_cast<uint32_t>(std::max<int64_t>(1, (left_ms + 999) / 1000));
+    }
+    h.properties.subscription_identifiers.assign(subscription_ids.begin(),
+                                                 subscription_ids.end());
+    if (client_alias_max_ > 0) {
+      auto it = alias_out_.find(m.topic);
+      if (it != alias_out_.end()) {
+        h.properties.topic_alias = it->second;  // topic left empty
+      } else {
+        h.topic = m.topic;
+        if (next_alias_out_ <= client_alias_max_) {
+          h.properties.topic_alias = next_alias_out_;
+          new_alias = true;
+        }
+      }
+    } else {
+      h.topic = m.topic;
+    }
+  } else {
+    h.topic = m.topic;
+  }
+  size_t size = codec::PublishSize(h, m.payload.size(), version_);
+  if (client_max_packet_ != 0 && size > client_max_packet_) return false;  // MQTT 5 s3.1.2.11.4
+  if (new_alias) alias_out_[m.topic] = next_alias_out_++;
+  scratch_.clear();
+  codec::EncodePublish(h, m.payload, version_, &scratch_);
+  WorkerStats& st = core_.stats();
+  st.Add(st.messages_sent);
+  st.Add(st.bytes_sent, scratch_.size());
+  transport_->Send(scratch_);
+  return true;
+}
+
+void ConnectionHandler::SendPubrel(uint16_t packet_id) {
+  codec::PubResponse r;
+  r.type = PacketType::kPubrel;
+  r.packet_id = packet_id;
+  SendPacket(r);
+}
+
+void ConnectionHandler::HandlePublish(codec::Publish& p) {
+  const config::MqttConfig& cfg = core_.broker().mqtt();
+  const bool v5 = version_ == ProtocolVersion::kV5;
+  WorkerStats& st = core_.stats();
+  st.Add(st.messages_received);
+
+  if (v5 && p.properties.topic_alias) {
+    uint16_t alias = *p.properties.topic_alias;
+    if (alias == 0 || alias > cfg.topic_alias_maximum()) {
+      Fail(ReasonCode::kTopicAliasInvalid, "topic alias out of range");  // MQTT 5 s3.3.2.3.4
+      return;
+    }
+    if (p.topic.empty()) {
+      auto it = alias_in_.find(alias);
+      if (it == alias_in_.end()) {
+        Fail(ReasonCode::kProtocolError, "unknown topic alias");
+        return;
+      }
+      p.topic = it->second;
+    } else {
+      alias_in_[alias] = p.topic;
+    }
+  } else if (p.topic.empty()) {
+    Fail(ReasonCode::kProtocolError, "empty topic without alias");
+    return;
+  }
+  if (!topic::IsValidTopicName(p.topic)) {
+    Fail(ReasonCode::kTopicNameInvalid, "invalid topic name");
+    return;
+  }
+  if (p.qos == 2 && !session_->incoming_qos2.contains(p.packet_id) &&
+      session_->incoming_qos2.size() >= cfg.receive_maximum()) {
+    Fail(ReasonCode::kReceiveMaximumExceeded, "receive maximum exceeded");  // MQTT 5 s3.3.4
+    return;
+  }
+
+  ReasonCode rc = ReasonCode::kSuccess;
+  bool deliver = true;
+  if (v5 && p.properties.payload_format_indicator.value_or(0) == 1 &&
+      !utf8::IsValidMqttString(p.payload)) {
+    rc = ReasonCode::kPayloadFormatInvalid;
+    deliver = false;
+  }
+  if (IsSysTopic(p.topic)) {
+    rc = ReasonCode::kNotAuthorized;  // $SYS belongs to the broker
+    deliver = false;
+  }
+  const bool duplicate_qos2 = p.qos == 2 && session_->incoming_qos2.contains(p.packet_id);
+  if (duplicate_qos2) deliver = false;  // MQTT s4.3.3: already received, PUBREC again
+
+  const uint16_t packet_id = p.packet_id;
+  const uint8_t qos = p.qos;
+  if (deliver) {
+    auto m = std::make_shared<Message>();
+    m->topic = std::move(p.topic);
+    m->payload = std::move(p.payload);
+    m->qos = p.qos;
+    m->retain = p.retain;
+    if (v5) {
+      if (p.properties.message_expiry_interval) {
+        m->expiry_at_ms = core_.broker().clock().NowMs() +
+                          int64_t{*p.properties.message_expiry_interval} * 1000;
+      }
+      m->properties = PassThrough(std::move(p.properties));
+    }
+    m->publisher = client_id_;
+    core_.Publish(std::move(m));
+  }
+  if (qos == 1) {
+    codec::PubResponse r;
+    r.type = PacketType::kPuback;
+    r.packet_id = packet_id;
+    r.reason = rc;
+    SendPacket(r);
+  } else if (qos == 2) {
+    if (static_cast<uint8_t>(rc) < 0x80 && !duplicate_qos2) {
+      session_->incoming_qos2.insert(packet_id);
+      if (session_->persistent()) {
+        core_.broker().storage().queues().SetIncomingQos2(client_id_, packet_id, true)
+            .IgnoreError();  // in-memory: cannot fail
+      }
+    }
+    codec::PubResponse r;
+    r.type = PacketType::kPubrec;
+    r.packet_id = packet_id;
+    r.reason = rc;
+    SendPacket(r);
+  }
+}
+
+void ConnectionHandler::HandlePubResponse(codec::PubResponse& r) {
+  switch (r.type) {
+    case PacketType::kPuback:
+      session_->OnPuback(r.packet_id);
+      break;
+    case PacketType::kPubrec:
+      if (!session_->OnPubrec(r.packet_id, r.reason) &&
+          static_cast<uint8_t>(r.reason) < 0x80) {
+        codec::PubResponse rel;
+        rel.type = PacketType::kPubrel;
+        rel.packet_id = r.packet_id;
+        rel.reason = ReasonCode::kPacketIdentifierNotFound;
+        SendPacket(rel);
+      }
+      break;
+    case PacketType::kPubrel: {
+      bool known = session_->incoming_qos2.erase(r.packet_id) > 0;
+      if (known && session_->persistent()) {
+        core_.broker().storage().queues().SetIncomingQos2(client_id_, r.packet_id, false)
+            .IgnoreError();  // in-memory: cannot fail
+      }
+      codec::PubResponse comp;
+      comp.type = PacketType::kPubcomp;
+      comp.packet_id = r.packet_id;
+      comp.reason = known ? ReasonCode::kSuccess : ReasonCode::kPacketIdentifierNotFound;
+      SendPacket(comp);
+      break;
+    }
+    case PacketType::kPubcomp:
+      session_->OnPubcomp(r.packet_id);
+      break;
+    default:
+      Fail(ReasonCode::kProtocolError, "unexpected response type");
+  }
+}
+
+void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
+  const bool v5 = version_ == ProtocolVersion::kV5;
+  const uint8_t invalid = v5 ? static_cast<uint8_t>(ReasonCode::kTopicFilterInvalid) : 0x80;
+  uint32_t sub_id = s.properties.subscription_identifiers.empty()
+                        ? 0
+                        : s.properties.subscription_identifiers.front();
+  std::vector<uint8_t> codes;
+  std::vector<RouteChange> changes;
+  for (codec::SubscriptionRequest& req : s.subscriptions) {
+    topic::SharedFilter shared;
+    topic::ParseSharedResult kind = topic::ParseShared(req.filter, &shared);
+    std::string_view plain = req.filter;
+    if (kind == topic::ParseSharedResult::kInvalid) {
+      codes.push_back(invalid);
+      continue;
+    }
+    if (kind == topic::ParseSharedResult::kShared) {
+      plain = shared.filter;
+      if (v5 && req.no_local) {
+        Fail(ReasonCode::kProtocolError, "No Local on a shared subscription");  // s3.8.3.1
+        return;
+      }
+    } else if (!topic::IsValidFilter(req.filter)) {
+      codes.push_back(invalid);
+      continue;
+    }
+    SubscriptionOptions o;
+    o.qos = std::min<uint8_t>(req.max_qos, 2);
+    o.no_local = v5 && req.no_local;
+    o.retain_as_published = v5 && req.retain_as_published;
+    o.retain_handling = v5 ? req.retain_handling : 0;
+    o.subscription_id = sub_id;
+    auto [it, inserted] = session_->subscriptions.insert_or_assign(req.filter, o);
+    if (inserted) core_.stats().subscriptions.fetch_add(1, std::memory_order_relaxed);
+    RouteChange ch;
+    ch.entry.client_id = client_id_;
+    ch.entry.session_gen = session_->gen();
+    ch.entry.group = kind == topic::ParseSharedResult::kShared ? std::string(shared.group) : "";
+    ch.entry.filter = std::string(plain);
+    ch.entry.qos = o.qos;
+    ch.entry.no_local = o.no_local;
+    ch.entry.retain_as_published = o.retain_as_published;
+    ch.entry.subscription_id = sub_id;
+    ch.full_filter = req.filter;
+    ch.is_new = inserted;
+    ch.shared = kind == topic::ParseSharedResult::kShared;
+    ch.options = o;
+    changes.push_back(std::move(ch));
+    codes.push_back(o.qos);
+  }
+  session_->Persist();
+  std::vector<RouteEntry> entries;
+  entries.reserve(changes.size());
+  for (const auto& ch : changes) entries.push_back(ch.entry);
+  const uint16_t packet_id = s.packet_id;
+  // SUBACK only once every worker's replica has the routes: a publish after SUBACK is seen.
+  core_.Broadcast(
+      [entries = std::move(entries)](WorkerCore& w) {
+        for (const auto& e : entries) w.routes().Add(e);
+      },
+      [weak = weak_from_this(), packet_id, codes = std::move(codes),
+       changes = std::move(changes)]() mutable {
+        auto self = weak.lock();
+        if (!self || self->state_ != State::kConnected) return;
+        codec::Suback ack;
+        ack.packet_id = packet_id;
+        ack.reason_codes = std::move(codes);
+        self->SendPacket(ack);
+        self->DeliverRetained(changes);
+      });
+}
+
+void ConnectionHandler::DeliverRetained(const std::vector<RouteChange>& changes) {
+  const int64_t now = core_.broker().clock().NowMs();
+  for (const RouteChange& ch : changes) {
+    if (session_ == nullptr) return;
+    // MQTT 5 s3.3.1.3: retained messages are not sent for shared subscriptions; Retain
+    // Handling 1 sends them only for a new subscription, 2 never.
+    if (ch.shared || ch.options.retain_handling == 2 ||
+        (ch.options.retain_handling == 1 && !ch.is_new)) {
+      continue;
+    }
+    auto matched = core_.broker().storage().retained().Match(ch.entry.filter, now);
+    if (!matched.ok()) {
+      SHARDMQ_LOG(WARNING) << Describe() << "retained lookup failed: " << matched.status();
+      continue;
+    }
+    for (const records::Message& rec : *matched) {
+      Delivery d;
+      d.client_id = client_id_;
+      d.session_gen = session_->gen();
+      d.message = std::make_shared<const Message>(FromRecord(rec));
+      d.qos = std::min<uint8_t>(static_cast<uint8_t>(rec.qos()), ch.options.qos);
+      d.retain = true;
+      if (ch.options.subscription_id != 0) d.subscription_ids.push_back(ch.options.subscription_id);
+      session_->Enqueue(std::move(d));
+    }
+  }
+}
+
+void ConnectionHandler::HandleUnsubscribe(codec::Unsubscribe& u) {
+  const bool v5 = version_ == ProtocolVersion::kV5;
+  struct Removal {
+    std::string group;
+    std::string filter;
+  };
+  std::vector<Removal> removals;
+  std::vector<uint8_t> codes;
+  for (const std::string& f : u.filters) {
+    bool existed = session_->subscriptions.erase(f) > 0;
+    codes.push_back(existed ? 0x00 : static_cast<uint8_t>(ReasonCode::kNoSubscriptionExisted));
+    if (!existed) continue;
+    core_.stats().subscriptions.fetch_sub(1, std::memory_order_relaxed);
+    topic::SharedFilter shared;
+    if (topic::ParseShared(f, &shared) == topic::ParseSharedResult::kShared) {
+      removals.push_back({std::string(shared.group), std::string(shared.filter)});
+    } else {
+      removals.push_back({"", f});
+    }
+  }
+  session_->Persist();
+  const uint16_t packet_id = u.packet_id;
+  std::string cid = client_id_;
+  uint64_t gen = session_->gen();
+  core_.Broadcast(
+      [cid, gen, removals = std::move(removals)](WorkerCore& w) {
+        for (const auto& r : removals) w.routes().Remove(cid, r.group, r.filter, gen);
+      },
+      [weak = weak_from_this(), packet_id, codes = std::move(codes), v5]() mutable {
+        auto self = weak.lock();
+        if (!self || self->state_ != State::kConnected) return;
+        codec::Unsuback ack;
+        ack.packet_id = packet_id;
+        if (v5) ack.reason_codes = std::move(codes);
+        self->SendPacket(ack);
+      });
+}
+
+void ConnectionHandler::HandleDisconnect(codec::Disconnect& d) {
+  const bool v5 = version_ == ProtocolVersion::kV5;
+  if (v5 && d.properties.session_expiry_interval) {
+    uint32_t requested = *d.properties.session_expiry_interval;
+    if (connect_expiry_s_ == 0 && requested != 0) {
+      // MQTT 5 s3.14.2.2.2: cannot make a session persistent at DISCONNECT.
+      Fail(ReasonCode::kProtocolError, "session expiry set at DISCONNECT after 0 at CONNECT");
+      return;
+    }
+    const config::MqttConfig& cfg = core_.broker().mqtt();
+    if (cfg.max_session_expiry() != 0) requested = std::min(requested, cfg.max_session_expiry());
+    session_->expiry_s = requested;
+  }
+  CloseConnection(v5 && d.reason == ReasonCode::kDisconnectWithWill);
+}
+
+void ConnectionHandler::ArmKeepalive() {
+  if (keepalive_ms_ == 0) return;
+  // MQTT s3.1.2.10: disconnect after 1.5 times the Keep Alive without any packet.
+  int64_t deadline = last_rx_ms_ + keepalive_ms_ + keepalive_ms_ / 2;
+  int64_t now = core_.broker().clock().SteadyMs();
+  if (!timer_) timer_ = std::make_unique<boost::asio::steady_timer>(core_.worker().io());
+  timer_->expires_after(std::chrono::milliseconds(std::max<int64_t>(deadline - now, 1)));
+  timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    auto self = weak.lock();
+    if (ec || !self) return;
+    self->OnKeepaliveTimer();
+  });
+}
+
+void ConnectionHandler::OnKeepaliveTimer() {
+  if (state_ != State::kConnected) return;
+  int64_t now = core_.broker().clock().SteadyMs();
+  if (now - last_rx_ms_ >= keepalive_ms_ + keepalive_ms_ / 2) {
+    SHARDMQ_LOG(DEBUG) << Describe() << "keepalive timeout";
+    Fail(ReasonCode::kKeepAliveTimeout, "keepalive");
+    return;
+  }
+  ArmKeepalive();
+}
+
+}  // namespace shardmq::broker::session

@@ -1,0 +1,124 @@
+// The MQTT protocol state machine of one client connection: CONNECT, keepalive, topic aliases,
+// flow control, and turning packets into session and broker operations. Used only on its
+// connection's worker thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include "absl/container/flat_hash_map.h"
+#include "broker/codec/decoder.h"
+#include "broker/codec/packets.h"
+#include "broker/net/transport.h"
+#include "broker/session/message.h"
+#include "broker/session/route_table.h"
+#include "broker/session/session.h"
+
+namespace shardmq::broker::session {
+
+class WorkerCore;
+
+// One subscription of a SUBSCRIBE packet, as applied.
+struct RouteChange {
+  RouteEntry entry;
+  std::string full_filter;
+  bool is_new = false;
+  bool shared = false;
+  SubscriptionOptions options;
+};
+
+class ConnectionHandler final : public net::ConnectionCallbacks,
+                                public std::enable_shared_from_this<ConnectionHandler> {
+ public:
+  ConnectionHandler(WorkerCore& core, net::Transport& transport);
+  ~ConnectionHandler() override;
+
+  // Arms the CONNECT timeout. Call once after construction.
+  void Start();
+
+  // net::ConnectionCallbacks
+  size_t OnData(std::span<const uint8_t> data, size_t* wanted) override;
+  void OnClosed() override;
+
+  // --- called by the session layer
+  // The session for this connection's CONNECT is ready (found, moved here, or created).
+  void OnSessionReady(Session& session, bool session_present);
+  // The CONNECT cannot be served (e.g. directory busy for too long).
+  void RejectConnect(codec::ReasonCode reason);
+  // Another connection took over the session (v5: DISCONNECT 0x8E), or the broker is closing.
+  void Kick(codec::ReasonCode reason);
+
+  // Sends a PUBLISH for the session. Returns false (and sends nothing) when the packet would
+  // exceed the client's Maximum Packet Size.
+  bool SendPublish(const Message& message, uint8_t qos, bool retain, bool dup, uint16_t packet_id,
+                   const absl::InlinedVector<uint32_t, 1>& subscription_ids);
+  void SendPubrel(uint16_t packet_id);
+  // Outgoing in-flight window (client's Receive Maximum, or the configured default).
+  uint16_t send_window() const { return send_window_; }
+  // True when the socket's write buffer is so full that QoS 0 messages should be dropped.
+  bool congested() const;
+  codec::ProtocolVersion version() const { return version_; }
+  uint64_t id() const { return transport_ ? transport_->id() : 0; }
+  const std::string& client_id() const { return client_id_; }
+
+ private:
+  enum class State { kAwaitConnect, kConnecting, kConnected, kClosing, kClosed };
+
+  void HandlePacket(codec::Packet& packet);
+  void HandleConnect(codec::Connect& connect);
+  void HandlePublish(codec::Publish& publish);
+  void HandlePubResponse(codec::PubResponse& response);
+  void HandleSubscribe(codec::Subscribe& subscribe);
+  void HandleUnsubscribe(codec::Unsubscribe& unsubscribe);
+  void HandleDisconnect(codec::Disconnect& disconnect);
+  void DeliverRetained(const std::vector<RouteChange>& changes);
+  // Protocol violation or malformed packet: v5 DISCONNECT with `reason`, then close; the will
+  // is published.
+  void Fail(codec::ReasonCode reason, const char* what);
+  // Closes the connection; `will_due` decides whether the session publishes its will.
+  void CloseConnection(bool will_due);
+  void SendPacket(const codec::Packet& packet);
+  void SendConnackError(codec::ReasonCode reason);
+  void ArmKeepalive();
+  void OnKeepaliveTimer();
+  std::string Describe() const;
+
+  WorkerCore& core_;
+  net::Transport* transport_;
+  State state_ = State::kAwaitConnect;
+  codec::ProtocolVersion version_ = codec::ProtocolVersion::kV311;
+  bool version_known_ = false;
+  codec::DecoderLimits limits_;
+  std::string client_id_;
+  Session* session_ = nullptr;
+  std::deque<codec::Packet> pending_;  // packets received while the session is being prepared
+  std::optional<codec::Connect> connect_;  // the CONNECT, kept until the session is ready
+  bool assigned_client_id_ = false;
+  uint32_t connect_expiry_s_ = 0;   // as requested in CONNECT
+  uint32_t session_expiry_s_ = 0;   // after the configured cap
+  bool expiry_capped_ = false;
+  std::optional<uint16_t> server_keep_alive_;
+
+  // keepalive
+  uint32_t keepalive_ms_ = 0;
+  int64_t last_rx_ms_ = 0;
+  std::unique_ptr<boost::asio::steady_timer> timer_;  // CONNECT timeout, then keepalive
+
+  // flow control and limits announced by the client (v5)
+  uint16_t send_window_ = 0;
+  uint32_t client_max_packet_ = 0;  // 0 = no limit
+  uint16_t client_alias_max_ = 0;
+  bool request_problem_info_ = true;
+  // topic aliases
+  absl::flat_hash_map<uint16_t, std::string> alias_in_;
+  absl::flat_hash_map<std::string, uint16_t> alias_out_;
+  uint16_t next_alias_out_ = 1;
+  std::string scratch_;
+};
+
+}  // namespace shardmq::broker::session

@@ -1,0 +1,44 @@
+// A published message as the broker passes it around: decoded once, immutable, shared by every
+// local delivery (std::shared_ptr<const Message>).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/inlined_vector.h"
+#include "broker/codec/packets.h"
+#include "proto/records.pb.h"
+
+namespace shardmq::broker::session {
+
+struct Message {
+  std::string topic;
+  std::string payload;
+  uint8_t qos = 0;
+  bool retain = false;
+  // Pass-through MQTT 5 properties only: payload format indicator, content type, response
+  // topic, correlation data, user properties. Message expiry is held as expiry_at_ms.
+  codec::Properties properties;
+  int64_t expiry_at_ms = 0;  // wall clock ms; 0 = never expires
+  std::string publisher;     // client id of the publisher ("" for the broker itself)
+};
+using MessagePtr = std::shared_ptr<const Message>;
+
+// One message for one session, as decided by routing.
+struct Delivery {
+  std::string client_id;
+  uint64_t session_gen = 0;  // the session instance the route belonged to
+  MessagePtr message;
+  uint8_t qos = 0;           // after downgrade to the subscription's maximum
+  bool retain = false;       // retain flag to send
+  bool forwarded = false;    // re-sent by the session's previous worker during a move
+  absl::InlinedVector<uint32_t, 1> subscription_ids;
+};
+
+// Conversions to and from the stored form (storage/ records).
+records::Message ToRecord(const Message& message);
+Message FromRecord(const records::Message& record);
+
+}  // namespace shardmq::broker::session

@@ -1,0 +1,121 @@
+#include "broker/session/route_table.h"
+
+#include <algorithm>
+
+namespace shardmq::broker::session {
+
+std::string RouteTable::Key(std::string_view client_id, std::string_view group) {
+  // Client ids and group names cannot contain U+0000, so '\0' separates them unambiguously.
+  if (group.empty()) return std::string(client_id);
+  std::string key(group);
+  key.push_back('\0');
+  key.append(client_id);
+  return key;
+}
+
+void RouteTable::Add(const RouteEntry& entry) {
+  std::string key = Key(entry.client_id, entry.group);
+  const RouteEntry* existing = routes_.Find(entry.filter, key);
+  if (existing != nullptr && existing->session_gen > entry.session_gen) return;
+  routes_.Insert(entry.filter, key, entry);
+}
+
+void RouteTable::Remove(std::string_view client_id, std::string_view group,
+                        std::string_view filter, uint64_t gen) {
+  std::string key = Key(client_id, group);
+  const RouteEntry* existing = routes_.Find(filter, key);
+  if (existing == nullptr || existing->session_gen > gen) return;
+  routes_.Erase(filter, key);
+}
+
+void RouteTable::SetLocation(const std::string& client_id, const SessionLocation& loc) {
+  auto [it, inserted] = locations_.try_emplace(client_id, loc);
+  if (inserted) return;
+  SessionLocation& cur = it->second;
+  if (loc.gen > cur.gen || (loc.gen == cur.gen && loc.version > cur.version)) cur = loc;
+}
+
+void RouteTable::RemoveLocation(const std::string& client_id, uint64_t gen) {
+  auto it = locations_.find(client_id);
+  if (it != locations_.end() && it->second.gen <= gen) locations_.erase(it);
+}
+
+const SessionLocation* RouteTable::Location(std::string_view client_id) const {
+  auto it = locations_.find(std::string(client_id));
+  return it == locations_.end() ? nullptr : &it->second;
+}
+
+void RouteTable::Match(const MessagePtr& message, std::vector<Delivery>* out) {
+  const Message& m = *message;
+  size_t first = out->size();
+  // Index of each session's delivery in `out` (non-shared subscriptions are merged per session:
+  // MQTT 5 s3.3.4, one copy with the maximum QoS and every subscription identifier).
+  absl::flat_hash_map<std::string_view, size_t> by_session;
+  struct Group {
+    std::vector<const RouteEntry*> members;
+  };
+  absl::flat_hash_map<std::string, Group> groups;
+
+  routes_.Match(m.topic, [&](const std::string&, const RouteEntry& e) {
+    if (!e.group.empty()) {
+      std::string gkey = e.group;
+      gkey.push_back('\0');
+      gkey.append(e.filter);
+      groups[gkey].members.push_back(&e);
+      return;
+    }
+    if (e.no_local && e.client_id == m.publisher) return;
+    uint8_t qos = std::min(m.qos, e.qos);
+    bool retain = e.retain_as_published && m.retain;
+    auto [it, inserted] = by_session.try_emplace(e.client_id, out->size());
+    if (inserted) {
+      Delivery d;
+      d.client_id = e.client_id;
+      d.session_gen = e.session_gen;
+      d.message = message;
+      d.qos = qos;
+      d.retain = retain;
+      if (e.subscription_id != 0) d.subscription_ids.push_back(e.subscription_id);
+      out->push_back(std::move(d));
+    } else {
+      Delivery& d = (*out)[it->second];
+      d.qos = std::max(d.qos, qos);
+      d.retain = d.retain || retain;
+      if (e.subscription_id != 0) d.subscription_ids.push_back(e.subscription_id);
+    }
+  });
+  (void)first;
+
+  for (auto& [gkey, group] : groups) {
+    auto& members = group.members;
+    // Stable order so round-robin is fair regardless of hash iteration order.
+    std::sort(members.begin(), members.end(),
+              [](const RouteEntry* a, const RouteEntry* b) { return a->client_id < b->client_id; });
+    uint64_t& counter = round_robin_[gkey];
+    const RouteEntry* chosen = nullptr;
+    for (size_t i = 0; i < members.size(); ++i) {
+      const RouteEntry* candidate = members[(counter + i) % members.size()];
+      const SessionLocation* loc = Location(candidate->client_id);
+      if (loc != nullptr && loc->online) {
+        chosen = candidate;
+        counter += i + 1;
+        break;
+      }
+    }
+    if (chosen == nullptr) {
+      // No member online: the message goes to one member's session queue (QoS > 0 only).
+      chosen = members[counter % members.size()];
+      ++counter;
+    }
+    Delivery d;
+    d.client_id = chosen->client_id;
+    d.session_gen = chosen->session_gen;
+    d.message = message;
+    d.qos = std::min(m.qos, chosen->qos);
+    d.retain = chosen->retain_as_published && m.retain;
+    if (chosen->subscription_id != 0) d.subscription_ids.push_back(chosen->subscription_id);
+    out->push_back(std::move(d));
+  }
+}
+
+}  // namespace shardmq::broker::session

@@ -1,0 +1,131 @@
+// One MQTT session: subscriptions, outgoing queue and in-flight window, incoming QoS 2 state,
+// will and expiry. Lives on one worker at a time (it moves with its client, see broker_core.h)
+// and is used only on that worker's thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include "absl/container/flat_hash_map.h"
+#include "broker/codec/packets.h"
+#include "broker/session/message.h"
+
+namespace shardmq::broker::session {
+
+class ConnectionHandler;
+class WorkerCore;
+
+inline constexpr uint32_t kSessionNeverExpires = 0xFFFFFFFF;
+
+struct SubscriptionOptions {
+  uint8_t qos = 0;
+  bool no_local = false;
+  bool retain_as_published = false;
+  uint8_t retain_handling = 0;
+  uint32_t subscription_id = 0;
+};
+
+struct WillSpec {
+  MessagePtr message;            // expiry_at_ms unset: the expiry starts when it is published
+  uint32_t message_expiry_s = 0; // 0 = none
+  uint32_t delay_s = 0;
+};
+
+class Session {
+ public:
+  Session(WorkerCore& core, std::string client_id, uint64_t gen);
+  ~Session();
+
+  const std::string& client_id() const { return client_id_; }
+  uint64_t gen() const { return gen_; }
+  uint64_t NextLocationVersion() { return ++location_version_; }
+
+  // Moves the session to another worker: timers are dropped here and re-armed there.
+  void DetachFromWorker();
+  void AttachToWorker(WorkerCore& core);
+  WorkerCore& core() { return *core_; }
+
+  // --- connection
+  ConnectionHandler* connection() const { return connection_; }
+  bool online() const { return connection_ != nullptr; }
+  // Binds a new connection: cancels will and expiry timers, resends in-flight messages (DUP)
+  // and pumps the queue.
+  void Attach(ConnectionHandler* connection);
+  // The connection went away. `will_due`: abnormal loss or DISCONNECT 0x04 (the will is
+  // published now or after its delay); otherwise the will is discarded. A session with expiry 0
+  // ends here: the Session object is destroyed before Detach returns.
+  void Detach(bool will_due);
+
+  // --- settings from CONNECT
+  codec::ProtocolVersion version = codec::ProtocolVersion::kV311;
+  uint32_t expiry_s = 0;  // kSessionNeverExpires = never
+  std::optional<WillSpec> will;
+  bool persistent() const { return expiry_s != 0; }
+
+  // --- subscriptions (full filter incl. $share prefix -> options)
+  std::map<std::string, SubscriptionOptions> subscriptions;
+
+  // --- outgoing
+  // Queues or sends a delivery. Drops (and counts) it when the queue is full, or QoS 0 while
+  // offline.
+  void Enqueue(Delivery&& delivery);
+  // Sends queued messages while the in-flight window has room.
+  void Pump();
+  void OnPuback(uint16_t packet_id);
+  // Returns false if the packet id is unknown.
+  bool OnPubrec(uint16_t packet_id, codec::ReasonCode reason);
+  void OnPubcomp(uint16_t packet_id);
+  size_t queued() const { return queue_.size(); }
+  size_t inflight() const { return inflight_.size(); }
+
+  // --- incoming QoS 2 packet ids awaiting PUBREL
+  std::set<uint16_t> incoming_qos2;
+
+  // --- move protocol state
+  bool moving_in = false;            // arrived from another worker; direct deliveries held
+  std::vector<Delivery> held;        // held until the move completes
+
+  // Publishes the will now (if any) and forgets it.
+  void PublishWill();
+  // Writes the session record (settings, subscriptions, will) to storage if persistent.
+  void Persist();
+
+ private:
+  struct Outgoing {
+    uint64_t seq = 0;
+    MessagePtr message;
+    uint8_t qos = 0;
+    bool retain = false;
+    absl::InlinedVector<uint32_t, 1> subscription_ids;
+    uint16_t packet_id = 0;
+    bool released = false;  // QoS 2: PUBREC received, PUBREL sent
+  };
+  uint16_t NextPacketId();
+  void CancelTimers();
+  void StoreEntry(const Outgoing& out);
+  void DropEntry(const Outgoing& out);
+
+  WorkerCore* core_;
+  const std::string client_id_;
+  const uint64_t gen_;
+  uint64_t location_version_ = 0;
+  ConnectionHandler* connection_ = nullptr;
+  std::deque<Outgoing> queue_;
+  size_t queued_bytes_ = 0;
+  // In-flight messages in the order they were first sent (resent in that order).
+  std::map<uint64_t, Outgoing> inflight_;
+  absl::flat_hash_map<uint16_t, uint64_t> inflight_by_id_;
+  uint64_t next_seq_ = 1;
+  uint16_t last_packet_id_ = 0;
+  std::unique_ptr<boost::asio::steady_timer> will_timer_;
+  std::unique_ptr<boost::asio::steady_timer> expiry_timer_;
+};
+
+}  // namespace shardmq::broker::session
