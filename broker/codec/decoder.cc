@@ -325,7 +325,8 @@ ReasonCode DecodeSubscribe(ByteReader& r, ProtocolVersion v, DecodeResult* resul
     uint8_t options = 0;
     if (!r.ReadU8(&options)) return kMalformed;
     sub.max_qos = options & 0x03;
-    if (sub.max_qos == 3) return kMalformed;  // s3.8.3.1
+    // MQTT 5 s3.8.3.1: Protocol Error; 3.1.1 [MQTT-3.8.3-4]: malformed.
+    if (sub.max_qos == 3) return v == ProtocolVersion::kV5 ? ReasonCode::kProtocolError : kMalformed;
     if (v == ProtocolVersion::kV5) {
       if ((options & 0xC0) != 0) return kMalformed;  // s3.8.3.1: bits 6-7 reserved
       sub.no_local = (options & 0x04) != 0;

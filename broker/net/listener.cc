@@ -55,9 +55,14 @@ void Listener::DoAccept() {
                                                       tcp::socket socket) {
     if (ec == asio::error::operation_aborted) return;
     if (ec) {
-      // EMFILE and friends: log and keep accepting after a short pause would be better; for now
-      // keep accepting (the failed socket was never created).
-      SHARDMQ_LOG(WARNING) << "accept failed: " << ec.message();
+      // EMFILE and friends: back off briefly instead of spinning on the error.
+      SHARDMQ_LOG(WARNING) << "accept failed: " << ec.message() << "; pausing 100 ms";
+      backoff_ = std::make_unique<asio::steady_timer>(workers_.front()->io());
+      backoff_->expires_after(std::chrono::milliseconds(100));
+      backoff_->async_wait([this](const boost::system::error_code& wait_ec) {
+        if (!wait_ec && acceptor_.is_open()) DoAccept();
+      });
+      return;
     } else {
       uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
       target->Post([this, target, id, s = std::move(socket)]() mutable {

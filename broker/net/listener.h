@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "broker/net/tcp_connection.h"
 #include "broker/net/transport.h"
@@ -42,6 +43,7 @@ class Listener {
   uint16_t port_ = 0;
   size_t next_ = 0;
   std::atomic<uint64_t> next_id_{1};
+  std::unique_ptr<boost::asio::steady_timer> backoff_;
 };
 
 }  // namespace shardmq::broker::net

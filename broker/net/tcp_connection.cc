@@ -110,13 +110,23 @@ void TcpConnection::OnWrite(const boost::system::error_code& ec, size_t) {
 void TcpConnection::Close() {
   if (closing_ || closed_) return;
   closing_ = true;
-  if (!write_in_progress_) Shutdown();
-  // Otherwise DoWrite() shuts down once everything queued has been written.
+  if (!write_in_progress_) {
+    Shutdown();
+    return;
+  }
+  // DoWrite() shuts down once everything queued has been written; a peer that does not read
+  // gets cut off after the linger time.
+  linger_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
+  linger_->expires_after(limits_.close_linger);
+  linger_->async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec) self->Shutdown();
+  });
 }
 
 void TcpConnection::Shutdown() {
   if (closed_) return;
   closed_ = true;
+  if (linger_) linger_->cancel();
   boost::system::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);

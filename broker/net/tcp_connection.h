@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "broker/net/transport.h"
 
@@ -15,6 +16,8 @@ namespace shardmq::broker::net {
 struct ConnectionLimits {
   size_t write_high_watermark = 4 << 20;  // stop reading above this many queued bytes
   size_t write_low_watermark = 1 << 20;   // resume below this
+  // After Close(), how long queued bytes may take to drain before the socket is cut.
+  std::chrono::milliseconds close_linger{5000};
 };
 
 class TcpConnection final : public Transport, public std::enable_shared_from_this<TcpConnection> {
@@ -54,6 +57,7 @@ class TcpConnection final : public Transport, public std::enable_shared_from_thi
   bool read_paused_ = false;
   bool closing_ = false;  // Close() called: flush then shut down
   bool closed_ = false;   // socket closed and OnClosed delivered
+  std::unique_ptr<boost::asio::steady_timer> linger_;
 };
 
 }  // namespace shardmq::broker::net

@@ -428,6 +428,10 @@ void ConnectionHandler::HandlePublish(codec::Publish& p) {
   WorkerStats& st = core_.stats();
   st.Add(st.messages_received);
 
+  if (v5 && !p.properties.subscription_identifiers.empty()) {
+    Fail(ReasonCode::kProtocolError, "Subscription Identifier from a client");  // s3.3.4-6
+    return;
+  }
   if (v5 && p.properties.topic_alias) {
     uint16_t alias = *p.properties.topic_alias;
     if (alias == 0 || alias > cfg.topic_alias_maximum()) {
@@ -603,6 +607,9 @@ void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
   entries.reserve(changes.size());
   for (const auto& ch : changes) entries.push_back(ch.entry);
   const uint16_t packet_id = s.packet_id;
+  // Matching messages may arrive before the SUBACK can go out: the session holds them back
+  // until after the SUBACK and the retained messages.
+  session_->Hold();
   // SUBACK only once every worker's replica has the routes: a publish after SUBACK is seen.
   core_.Broadcast(
       [entries = std::move(entries)](WorkerCore& w) {
@@ -617,6 +624,7 @@ void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
         ack.reason_codes = std::move(codes);
         self->SendPacket(ack);
         self->DeliverRetained(changes);
+        if (self->session_ != nullptr) self->session_->Release();
       });
 }
 
@@ -642,6 +650,7 @@ void ConnectionHandler::DeliverRetained(const std::vector<RouteChange>& changes)
       d.message = std::make_shared<const Message>(FromRecord(rec));
       d.qos = std::min<uint8_t>(static_cast<uint8_t>(rec.qos()), ch.options.qos);
       d.retain = true;
+      d.retain_on_subscribe = true;
       if (ch.options.subscription_id != 0) d.subscription_ids.push_back(ch.options.subscription_id);
       session_->Enqueue(std::move(d));
     }

@@ -34,6 +34,7 @@ struct Delivery {
   uint8_t qos = 0;           // after downgrade to the subscription's maximum
   bool retain = false;       // retain flag to send
   bool forwarded = false;    // re-sent by the session's previous worker during a move
+  bool retain_on_subscribe = false;  // a retained message sent because of a SUBSCRIBE
   absl::InlinedVector<uint32_t, 1> subscription_ids;
 };
 

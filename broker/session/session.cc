@@ -95,8 +95,18 @@ void Session::Attach(ConnectionHandler* connection) {
   Pump();
 }
 
+void Session::Release() {
+  if (hold_depth_ > 0) --hold_depth_;
+  if (hold_depth_ > 0 || held_for_suback_.empty()) return;
+  std::vector<Delivery> held;
+  held.swap(held_for_suback_);
+  for (Delivery& d : held) Enqueue(std::move(d));
+}
+
 void Session::Detach(bool will_due) {
   connection_ = nullptr;
+  hold_depth_ = 1;
+  Release();  // held QoS 1/2 messages go to the queue
   if (!will_due) will.reset();
   if (expiry_s == 0) {
     core_->EndSession(*this);  // publishes the will; destroys *this
@@ -183,6 +193,10 @@ void Session::DropEntry(const Outgoing& out) {
 void Session::Enqueue(Delivery&& d) {
   // A route left over from an earlier session with this client id: not ours.
   if (d.session_gen != gen_) return;
+  if (hold_depth_ > 0 && !d.retain_on_subscribe) {
+    held_for_suback_.push_back(std::move(d));
+    return;
+  }
   WorkerStats& st = core_->stats();
   if (d.message->expiry_at_ms != 0 &&
       d.message->expiry_at_ms <= core_->broker().clock().NowMs()) {

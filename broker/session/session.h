@@ -82,6 +82,10 @@ class Session {
   // Returns false if the packet id is unknown.
   bool OnPubrec(uint16_t packet_id, codec::ReasonCode reason);
   void OnPubcomp(uint16_t packet_id);
+  // Hold() makes Enqueue keep live deliveries aside until the matching Release() (a SUBACK is
+  // pending); nesting is counted. Detach releases everything.
+  void Hold() { ++hold_depth_; }
+  void Release();
   size_t queued() const { return queue_.size(); }
   size_t inflight() const { return inflight_.size(); }
 
@@ -123,6 +127,8 @@ class Session {
   std::map<uint64_t, Outgoing> inflight_;
   absl::flat_hash_map<uint16_t, uint64_t> inflight_by_id_;
   uint64_t next_seq_ = 1;
+  int hold_depth_ = 0;
+  std::vector<Delivery> held_for_suback_;
   uint16_t last_packet_id_ = 0;
   std::unique_ptr<boost::asio::steady_timer> will_timer_;
   std::unique_ptr<boost::asio::steady_timer> expiry_timer_;

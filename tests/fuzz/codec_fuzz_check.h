@@ -64,8 +64,8 @@ inline std::string CheckCodecInvariants(std::span<const uint8_t> data) {
     if (shorter.status != DecodeResult::Status::kNeedMore) {
       return where.str() + "the packet minus its last byte is not kNeedMore";
     }
-    DecodeResult too_large =
-        Decode(exact, version, DecoderLimits{.max_packet_size = static_cast<uint32_t>(r.consumed - 1)});
+    DecodeResult too_large = Decode(
+        exact, version, DecoderLimits{.max_packet_size = static_cast<uint32_t>(r.consumed - 1)});
     if (too_large.status != DecodeResult::Status::kError ||
         too_large.error != ReasonCode::kPacketTooLarge) {
       return where.str() + "a limit one byte below the packet size does not give kPacketTooLarge";

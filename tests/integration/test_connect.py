@@ -309,7 +309,7 @@ def _drive_window(sub, window, total, timeout=TIMEOUT):
     deadline = time.time() + timeout
     while len(delivered) < total:
         assert time.time() < deadline, "only %d of %d delivered" % (len(delivered), total)
-        p = sub.try_recv(0.6)
+        p = sub.try_recv(0.4)
         if p is not None:
             assert p.type == R.PUBLISH, p
             assert not p.dup, p

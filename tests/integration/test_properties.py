@@ -147,10 +147,9 @@ def test_message_expiry_forwarded_on_live_delivery(broker, clients):
     assert 28 <= m.properties.MessageExpiryInterval <= 30
 
 
-def test_message_expiry_decremented_while_waiting_and_expired_dropped(broker, clients):
-    """A message that waits in the broker (here: behind a full Receive Maximum 1 window) is sent
-    with the Message Expiry Interval minus the time waited; one whose interval has passed before
-    delivery started is not sent at all (s3.3.2.3.3), and properties stay intact."""
+def _blocked_subscriber(broker, clients):
+    """A raw v5 subscriber with Receive Maximum 1 holding one unacknowledged message: further
+    QoS 1 messages wait in the broker until it sends the PUBACK. Returns (sub, pub, blocker)."""
     sub = RawClient(broker.port, 5)
     clients.append(sub)
     assert sub.connect("rawsub", props={"ReceiveMaximum": 1}).rc == 0
@@ -159,12 +158,10 @@ def test_message_expiry_decremented_while_waiting_and_expired_dropped(broker, cl
     pub.publish("wait/t", b"blocker", qos=1)
     blocker = sub.expect(PUBLISH)
     assert blocker.payload == b"blocker"
-    # The window is full now: these wait in the broker.
-    pub.publish("wait/t", b"short", qos=1, properties=props(
-        PacketTypes.PUBLISH, MessageExpiryInterval=1))
-    pub.publish("wait/t", b"long", qos=1, properties=full_props(MessageExpiryInterval=20))
-    assert [p for p in sub.recv_all(0.5) if p.type == PUBLISH] == []
-    time.sleep(2.5)
+    return sub, pub, blocker
+
+
+def _release_and_collect(sub, blocker):
     sub.puback(blocker.packet_id)
     got = []
     deadline = time.time() + 5
@@ -175,12 +172,39 @@ def test_message_expiry_decremented_while_waiting_and_expired_dropped(broker, cl
         if p.type == PUBLISH:
             got.append(p)
             sub.puback(p.packet_id)
+    return got
+
+
+def test_message_expiry_decremented_while_waiting(broker, clients):
+    """A message that waits in the broker (behind a full Receive Maximum window) is sent with
+    its Message Expiry Interval minus the time waited (s3.3.2.3.3); other properties intact."""
+    sub, pub, blocker = _blocked_subscriber(broker, clients)
+    pub.publish("wait/t", b"long", qos=1, properties=full_props(MessageExpiryInterval=20))
+    assert [p for p in sub.recv_all(0.5) if p.type == PUBLISH] == []  # really waiting
+    time.sleep(2.5)
+    got = _release_and_collect(sub, blocker)
     assert [p.payload for p in got] == [b"long"], got
-    left = got[0].props.get("MessageExpiryInterval")
-    assert left is not None and 14 <= left <= 17, "remaining expiry %r after ~3s of 20" % left
     pr = got[0].props
+    left = pr.get("MessageExpiryInterval")
+    assert left is not None and 14 <= left <= 17, "remaining expiry %r after ~3s of 20" % left
     assert pr.get("ResponseTopic") == "reply/to/me"
     assert pr.get("CorrelationData") == CORRELATION
     assert pr.all("UserProperty") == USER_PROPS
     assert pr.get("PayloadFormatIndicator") == 1
     assert pr.get("ContentType") == "application/json; charset=utf-8"
+
+
+def test_expired_message_is_not_delivered(broker, clients):
+    """s3.3.2.3.3: once the interval has passed and onward delivery has not started, the broker
+    deletes its copy; the messages queued behind it still flow, in order."""
+    sub, pub, blocker = _blocked_subscriber(broker, clients)
+    pub.publish("wait/t", b"short", qos=1, properties=props(
+        PacketTypes.PUBLISH, MessageExpiryInterval=1))
+    pub.publish("wait/t", b"after1", qos=1)
+    pub.publish("wait/t", b"after2", qos=1, properties=props(
+        PacketTypes.PUBLISH, MessageExpiryInterval=60))
+    time.sleep(2.5)
+    got = _release_and_collect(sub, blocker)
+    assert [p.payload for p in got] == [b"after1", b"after2"], got
+    assert "MessageExpiryInterval" not in got[0].props
+    assert got[1].props.get("MessageExpiryInterval") <= 58

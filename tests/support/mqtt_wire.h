@@ -2,10 +2,10 @@
 // own homework (like Mosquitto's test/*/gen_* helpers). Do not include broker/codec here.
 //
 // Everything is spelled out the way the spec draws it (MQTT 3.1.1 s2-s3, MQTT 5 s1.5, s2, s3):
-//   packet          = first byte (type << 4 | flags), Remaining Length (variable byte integer), body
-//   UTF-8 string    = two-byte big-endian length, bytes
-//   binary data     = two-byte big-endian length, bytes
-//   properties (v5) = property length (variable byte integer), then id + value per property
+//   packet          = first byte (type << 4 | flags), Remaining Length (variable byte integer),
+//   body UTF-8 string    = two-byte big-endian length, bytes binary data     = two-byte big-endian
+//   length, bytes properties (v5) = property length (variable byte integer), then id + value per
+//   property
 // The builders do no validation, so tests can build malformed packets with them too: pass a QoS of
 // 3, a bad flags byte or a raw property block and get exactly those bytes.
 //
@@ -230,7 +230,7 @@ struct PublishOptions {
   bool retain = false;
   std::string topic = "a/b";
   uint16_t packet_id = 0;  // written when qos > 0
-  Bytes properties{};        // v5, without the length
+  Bytes properties{};      // v5, without the length
   std::string payload{};
 };
 

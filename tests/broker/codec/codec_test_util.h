@@ -21,50 +21,92 @@ namespace shardmq::broker::codec {
 
 inline const char* ReasonCodeName(ReasonCode code) {
   switch (code) {
-    case ReasonCode::kSuccess: return "kSuccess";
-    case ReasonCode::kGrantedQos1: return "kGrantedQos1";
-    case ReasonCode::kGrantedQos2: return "kGrantedQos2";
-    case ReasonCode::kDisconnectWithWill: return "kDisconnectWithWill";
-    case ReasonCode::kNoMatchingSubscribers: return "kNoMatchingSubscribers";
-    case ReasonCode::kNoSubscriptionExisted: return "kNoSubscriptionExisted";
-    case ReasonCode::kContinueAuthentication: return "kContinueAuthentication";
-    case ReasonCode::kReauthenticate: return "kReauthenticate";
-    case ReasonCode::kUnspecifiedError: return "kUnspecifiedError";
-    case ReasonCode::kMalformedPacket: return "kMalformedPacket";
-    case ReasonCode::kProtocolError: return "kProtocolError";
-    case ReasonCode::kImplementationSpecificError: return "kImplementationSpecificError";
-    case ReasonCode::kUnsupportedProtocolVersion: return "kUnsupportedProtocolVersion";
-    case ReasonCode::kClientIdentifierNotValid: return "kClientIdentifierNotValid";
-    case ReasonCode::kBadUserNameOrPassword: return "kBadUserNameOrPassword";
-    case ReasonCode::kNotAuthorized: return "kNotAuthorized";
-    case ReasonCode::kServerUnavailable: return "kServerUnavailable";
-    case ReasonCode::kServerBusy: return "kServerBusy";
-    case ReasonCode::kBanned: return "kBanned";
-    case ReasonCode::kServerShuttingDown: return "kServerShuttingDown";
-    case ReasonCode::kBadAuthenticationMethod: return "kBadAuthenticationMethod";
-    case ReasonCode::kKeepAliveTimeout: return "kKeepAliveTimeout";
-    case ReasonCode::kSessionTakenOver: return "kSessionTakenOver";
-    case ReasonCode::kTopicFilterInvalid: return "kTopicFilterInvalid";
-    case ReasonCode::kTopicNameInvalid: return "kTopicNameInvalid";
-    case ReasonCode::kPacketIdentifierInUse: return "kPacketIdentifierInUse";
-    case ReasonCode::kPacketIdentifierNotFound: return "kPacketIdentifierNotFound";
-    case ReasonCode::kReceiveMaximumExceeded: return "kReceiveMaximumExceeded";
-    case ReasonCode::kTopicAliasInvalid: return "kTopicAliasInvalid";
-    case ReasonCode::kPacketTooLarge: return "kPacketTooLarge";
-    case ReasonCode::kMessageRateTooHigh: return "kMessageRateTooHigh";
-    case ReasonCode::kQuotaExceeded: return "kQuotaExceeded";
-    case ReasonCode::kAdministrativeAction: return "kAdministrativeAction";
-    case ReasonCode::kPayloadFormatInvalid: return "kPayloadFormatInvalid";
-    case ReasonCode::kRetainNotSupported: return "kRetainNotSupported";
-    case ReasonCode::kQosNotSupported: return "kQosNotSupported";
-    case ReasonCode::kUseAnotherServer: return "kUseAnotherServer";
-    case ReasonCode::kServerMoved: return "kServerMoved";
-    case ReasonCode::kSharedSubscriptionsNotSupported: return "kSharedSubscriptionsNotSupported";
-    case ReasonCode::kConnectionRateExceeded: return "kConnectionRateExceeded";
-    case ReasonCode::kMaximumConnectTime: return "kMaximumConnectTime";
+    case ReasonCode::kSuccess:
+      return "kSuccess";
+    case ReasonCode::kGrantedQos1:
+      return "kGrantedQos1";
+    case ReasonCode::kGrantedQos2:
+      return "kGrantedQos2";
+    case ReasonCode::kDisconnectWithWill:
+      return "kDisconnectWithWill";
+    case ReasonCode::kNoMatchingSubscribers:
+      return "kNoMatchingSubscribers";
+    case ReasonCode::kNoSubscriptionExisted:
+      return "kNoSubscriptionExisted";
+    case ReasonCode::kContinueAuthentication:
+      return "kContinueAuthentication";
+    case ReasonCode::kReauthenticate:
+      return "kReauthenticate";
+    case ReasonCode::kUnspecifiedError:
+      return "kUnspecifiedError";
+    case ReasonCode::kMalformedPacket:
+      return "kMalformedPacket";
+    case ReasonCode::kProtocolError:
+      return "kProtocolError";
+    case ReasonCode::kImplementationSpecificError:
+      return "kImplementationSpecificError";
+    case ReasonCode::kUnsupportedProtocolVersion:
+      return "kUnsupportedProtocolVersion";
+    case ReasonCode::kClientIdentifierNotValid:
+      return "kClientIdentifierNotValid";
+    case ReasonCode::kBadUserNameOrPassword:
+      return "kBadUserNameOrPassword";
+    case ReasonCode::kNotAuthorized:
+      return "kNotAuthorized";
+    case ReasonCode::kServerUnavailable:
+      return "kServerUnavailable";
+    case ReasonCode::kServerBusy:
+      return "kServerBusy";
+    case ReasonCode::kBanned:
+      return "kBanned";
+    case ReasonCode::kServerShuttingDown:
+      return "kServerShuttingDown";
+    case ReasonCode::kBadAuthenticationMethod:
+      return "kBadAuthenticationMethod";
+    case ReasonCode::kKeepAliveTimeout:
+      return "kKeepAliveTimeout";
+    case ReasonCode::kSessionTakenOver:
+      return "kSessionTakenOver";
+    case ReasonCode::kTopicFilterInvalid:
+      return "kTopicFilterInvalid";
+    case ReasonCode::kTopicNameInvalid:
+      return "kTopicNameInvalid";
+    case ReasonCode::kPacketIdentifierInUse:
+      return "kPacketIdentifierInUse";
+    case ReasonCode::kPacketIdentifierNotFound:
+      return "kPacketIdentifierNotFound";
+    case ReasonCode::kReceiveMaximumExceeded:
+      return "kReceiveMaximumExceeded";
+    case ReasonCode::kTopicAliasInvalid:
+      return "kTopicAliasInvalid";
+    case ReasonCode::kPacketTooLarge:
+      return "kPacketTooLarge";
+    case ReasonCode::kMessageRateTooHigh:
+      return "kMessageRateTooHigh";
+    case ReasonCode::kQuotaExceeded:
+      return "kQuotaExceeded";
+    case ReasonCode::kAdministrativeAction:
+      return "kAdministrativeAction";
+    case ReasonCode::kPayloadFormatInvalid:
+      return "kPayloadFormatInvalid";
+    case ReasonCode::kRetainNotSupported:
+      return "kRetainNotSupported";
+    case ReasonCode::kQosNotSupported:
+      return "kQosNotSupported";
+    case ReasonCode::kUseAnotherServer:
+      return "kUseAnotherServer";
+    case ReasonCode::kServerMoved:
+      return "kServerMoved";
+    case ReasonCode::kSharedSubscriptionsNotSupported:
+      return "kSharedSubscriptionsNotSupported";
+    case ReasonCode::kConnectionRateExceeded:
+      return "kConnectionRateExceeded";
+    case ReasonCode::kMaximumConnectTime:
+      return "kMaximumConnectTime";
     case ReasonCode::kSubscriptionIdentifiersNotSupported:
       return "kSubscriptionIdentifiersNotSupported";
-    case ReasonCode::kWildcardSubscriptionsNotSupported: return "kWildcardSubscriptionsNotSupported";
+    case ReasonCode::kWildcardSubscriptionsNotSupported:
+      return "kWildcardSubscriptionsNotSupported";
   }
   return "?";
 }
@@ -77,9 +119,15 @@ inline void PrintTo(ReasonCode code, std::ostream* os) {
 
 inline void PrintTo(DecodeResult::Status status, std::ostream* os) {
   switch (status) {
-    case DecodeResult::Status::kNeedMore: *os << "kNeedMore"; return;
-    case DecodeResult::Status::kPacket: *os << "kPacket"; return;
-    case DecodeResult::Status::kError: *os << "kError"; return;
+    case DecodeResult::Status::kNeedMore:
+      *os << "kNeedMore";
+      return;
+    case DecodeResult::Status::kPacket:
+      *os << "kPacket";
+      return;
+    case DecodeResult::Status::kError:
+      *os << "kError";
+      return;
   }
   *os << "Status(" << static_cast<int>(status) << ")";
 }

@@ -5,6 +5,8 @@
 // "3.1.1 s3.8.3" is MQTT Version 3.1.1 (OASIS Standard, 2014). Where the spec names the reason
 // code, the error table expects exactly that code; where it only says the packet is invalid
 // ("MUST", "protocol violation") the table lists every code the spec would permit.
+#include "broker/codec/decoder.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -13,7 +15,6 @@
 #include <utility>
 #include <vector>
 
-#include "broker/codec/decoder.h"
 #include "broker/codec/encoder.h"
 #include "broker/codec/packets.h"
 #include "gtest/gtest.h"
@@ -162,27 +163,22 @@ std::vector<ValidCase> ValidCases() {
       w::Connect({.level = 5,
                   .clean_start = true,
                   .keep_alive = 30,
-                  .properties = w::Cat(w::prop::SessionExpiryInterval(3600),
-                                       w::prop::ReceiveMaximum(20),
-                                       w::prop::MaximumPacketSize(65536),
-                                       w::prop::TopicAliasMaximum(10),
-                                       w::prop::RequestResponseInformation(1),
-                                       w::prop::RequestProblemInformation(0),
-                                       w::prop::UserProperty("k1", "v1"),
-                                       w::prop::UserProperty("k1", "v2"),
-                                       w::prop::AuthenticationMethod("SCRAM-SHA-1"),
-                                       w::prop::AuthenticationData("\x01\x00\x02"s)),
+                  .properties = w::Cat(
+                      w::prop::SessionExpiryInterval(3600), w::prop::ReceiveMaximum(20),
+                      w::prop::MaximumPacketSize(65536), w::prop::TopicAliasMaximum(10),
+                      w::prop::RequestResponseInformation(1), w::prop::RequestProblemInformation(0),
+                      w::prop::UserProperty("k1", "v1"), w::prop::UserProperty("k1", "v2"),
+                      w::prop::AuthenticationMethod("SCRAM-SHA-1"),
+                      w::prop::AuthenticationData("\x01\x00\x02"s)),
                   .client_id = "v5-client",
                   .will = true,
                   .will_qos = 2,
                   .will_retain = true,
-                  .will_properties = w::Cat(w::prop::WillDelayInterval(30),
-                                            w::prop::PayloadFormatIndicator(1),
-                                            w::prop::MessageExpiryInterval(120),
-                                            w::prop::ContentType("text/plain"),
-                                            w::prop::ResponseTopic("resp/t"),
-                                            w::prop::CorrelationData("\x00\xff"s),
-                                            w::prop::UserProperty("wk", "wv")),
+                  .will_properties = w::Cat(
+                      w::prop::WillDelayInterval(30), w::prop::PayloadFormatIndicator(1),
+                      w::prop::MessageExpiryInterval(120), w::prop::ContentType("text/plain"),
+                      w::prop::ResponseTopic("resp/t"), w::prop::CorrelationData("\x00\xff"s),
+                      w::prop::UserProperty("wk", "wv")),
                   .will_topic = "lwt",
                   .will_payload = "gone",
                   .username = "name",
@@ -294,16 +290,13 @@ std::vector<ValidCase> ValidCases() {
                   .qos = 1,
                   .topic = "a/b",
                   .packet_id = 77,
-                  .properties = w::Cat(w::prop::UserProperty("a", "1"),
-                                       w::prop::PayloadFormatIndicator(1),
-                                       w::prop::MessageExpiryInterval(60),
-                                       w::prop::TopicAlias(3),
-                                       w::prop::ResponseTopic("reply/to"),
-                                       w::prop::CorrelationData("\x00\x01"s),
-                                       w::prop::UserProperty("b", "2"),
-                                       w::prop::SubscriptionIdentifier(1),
-                                       w::prop::SubscriptionIdentifier(268435455),
-                                       w::prop::ContentType("application/json")),
+                  .properties = w::Cat(
+                      w::prop::UserProperty("a", "1"), w::prop::PayloadFormatIndicator(1),
+                      w::prop::MessageExpiryInterval(60), w::prop::TopicAlias(3),
+                      w::prop::ResponseTopic("reply/to"), w::prop::CorrelationData("\x00\x01"s),
+                      w::prop::UserProperty("b", "2"), w::prop::SubscriptionIdentifier(1),
+                      w::prop::SubscriptionIdentifier(268435455),
+                      w::prop::ContentType("application/json")),
                   .payload = "{}"}),
       Publish{.qos = 1,
               .topic = "a/b",
@@ -334,8 +327,8 @@ std::vector<ValidCase> ValidCases() {
       w::Publish({.level = 5, .topic = "t", .properties = w::prop::SubscriptionIdentifier(16384)}),
       Publish{.topic = "t", .properties = Properties{.subscription_identifiers = {16384}}});
   add("V5PublishLargePayload", V::kV5,
-      w::Publish({.level = 5, .qos = 1, .topic = "big", .packet_id = 2,
-                  .payload = std::string(300, 'y')}),
+      w::Publish(
+          {.level = 5, .qos = 1, .topic = "big", .packet_id = 2, .payload = std::string(300, 'y')}),
       Publish{.qos = 1, .topic = "big", .packet_id = 2, .payload = std::string(300, 'y')});
 
   // ---- PUBACK / PUBREC / PUBREL / PUBCOMP (s3.4 - s3.7) ----
@@ -376,8 +369,7 @@ std::vector<ValidCase> ValidCases() {
       PubResponse{PacketType::kPubrec, 7, ReasonCode::kNotAuthorized});
 
   // ---- SUBSCRIBE (s3.8) ----
-  add("V311Subscribe", V::kV311,
-      w::Subscribe(4, 1, {{"a/b", 1}, {"c/#", 2}, {"+/x", 0}}),
+  add("V311Subscribe", V::kV311, w::Subscribe(4, 1, {{"a/b", 1}, {"c/#", 2}, {"+/x", 0}}),
       Subscribe{.packet_id = 1,
                 .subscriptions = {{.filter = "a/b", .max_qos = 1},
                                   {.filter = "c/#", .max_qos = 2},
@@ -397,16 +389,15 @@ std::vector<ValidCase> ValidCases() {
                     {"e", w::SubOptions(0, false, false, /*retain_handling=*/2)},
                     {"$share/g/f/#", w::SubOptions(1)}},
                    w::Cat(w::prop::SubscriptionIdentifier(42), w::prop::UserProperty("u", "p"))),
-      Subscribe{.packet_id = 2,
-                .properties = Properties{.subscription_identifiers = {42},
-                                         .user_properties = {{"u", "p"}}},
-                .subscriptions = {{.filter = "a/b", .max_qos = 1, .no_local = true},
-                                  {.filter = "c/d",
-                                   .max_qos = 2,
-                                   .retain_as_published = true,
-                                   .retain_handling = 1},
-                                  {.filter = "e", .max_qos = 0, .retain_handling = 2},
-                                  {.filter = "$share/g/f/#", .max_qos = 1}}});
+      Subscribe{
+          .packet_id = 2,
+          .properties =
+              Properties{.subscription_identifiers = {42}, .user_properties = {{"u", "p"}}},
+          .subscriptions = {
+              {.filter = "a/b", .max_qos = 1, .no_local = true},
+              {.filter = "c/d", .max_qos = 2, .retain_as_published = true, .retain_handling = 1},
+              {.filter = "e", .max_qos = 0, .retain_handling = 2},
+              {.filter = "$share/g/f/#", .max_qos = 1}}});
   add("V5SubscribeAllOptionBits", V::kV5, w::Subscribe(5, 9, {{"x", 0x2E}}),
       Subscribe{.packet_id = 9,
                 .subscriptions = {{.filter = "x",
@@ -455,8 +446,8 @@ std::vector<ValidCase> ValidCases() {
       Disconnect{.reason = ReasonCode::kDisconnectWithWill});
   add("V5DisconnectEmptyProperties", V::kV5, w::Hex("e0 02 00 00"), Disconnect{});
   add("V5DisconnectProperties", V::kV5,
-      w::Disconnect(0x80, w::Cat(w::prop::SessionExpiryInterval(0),
-                                 w::prop::ReasonString("bye"), w::prop::UserProperty("k", "v"))),
+      w::Disconnect(0x80, w::Cat(w::prop::SessionExpiryInterval(0), w::prop::ReasonString("bye"),
+                                 w::prop::UserProperty("k", "v"))),
       Disconnect{.reason = ReasonCode::kUnspecifiedError,
                  .properties = Properties{.session_expiry_interval = 0,
                                           .reason_string = "bye",
@@ -506,8 +497,8 @@ TEST_P(DecoderValidTest, EveryPrefixNeedsMore) {
     if (len > header + 64 && len + 64 < c.bytes.size()) continue;
     w::Bytes prefix(c.bytes.begin(), c.bytes.begin() + static_cast<std::ptrdiff_t>(len));
     DecodeResult r = DecodeBytes(prefix, c.version);
-    ASSERT_EQ(r.status, Status::kNeedMore) << "prefix of " << len << " bytes: "
-                                           << DescribeResult(r);
+    ASSERT_EQ(r.status, Status::kNeedMore)
+        << "prefix of " << len << " bytes: " << DescribeResult(r);
     EXPECT_EQ(r.consumed, 0u) << "prefix of " << len << " bytes";
     if (len >= header) {
       EXPECT_EQ(r.needed, c.bytes.size()) << "prefix of " << len << " bytes";
@@ -538,8 +529,8 @@ TEST_P(DecoderValidTest, ReencodesToSamePacket) {
   w::Bytes encoded = EncodeBytes(c.expected, version);
   EXPECT_EQ(encoded.size(), EncodedSize(c.expected, version));
   DecodeResult r = DecodeBytes(encoded, c.version);
-  ASSERT_EQ(r.status, Status::kPacket) << "encoded: " << w::ToHex(encoded) << " -> "
-                                       << DescribeResult(r);
+  ASSERT_EQ(r.status, Status::kPacket)
+      << "encoded: " << w::ToHex(encoded) << " -> " << DescribeResult(r);
   EXPECT_EQ(r.consumed, encoded.size());
   EXPECT_EQ(r.packet, c.expected) << "encoded: " << w::ToHex(encoded);
 }
@@ -699,7 +690,10 @@ TEST(DecoderTest, RejectsWrongFixedHeaderFlagsForEveryType) {
       {"PUBREC", 0x50, [](int) { return w::PubResponse(w::kPubrec, 1); }},
       {"PUBREL", 0x62, [](int) { return w::PubResponse(w::kPubrel, 1); }},
       {"PUBCOMP", 0x70, [](int) { return w::PubResponse(w::kPubcomp, 1); }},
-      {"SUBSCRIBE", 0x82, [](int level) { return w::Subscribe(level, 1, {{"a", 0}}); }},
+      {"SUBSCRIBE", 0x82,
+       [](int level) {
+         return w::Subscribe(level, 1, {{"a", 0}});
+       }},
       {"SUBACK", 0x90, [](int level) { return w::Suback(level, 1, {0}); }},
       {"UNSUBSCRIBE", 0xA2, [](int level) { return w::Unsubscribe(level, 1, {"a"}); }},
       {"UNSUBACK", 0xB0, [](int level) { return w::Unsuback(level, 1, {0}); }},
@@ -732,9 +726,8 @@ TEST(DecoderTest, RejectsWrongFixedHeaderFlagsForEveryType) {
           continue;
         }
         DecodeResult r = DecodeBytes(bytes, conn_version);
-        EXPECT_EQ(r.status, Status::kError)
-            << t.name << " level " << level << " bytes " << w::ToHex(bytes) << ": "
-            << DescribeResult(r);
+        EXPECT_EQ(r.status, Status::kError) << t.name << " level " << level << " bytes "
+                                            << w::ToHex(bytes) << ": " << DescribeResult(r);
         if (r.status == Status::kError) {
           EXPECT_EQ(r.error, ReasonCode::kMalformedPacket)
               << t.name << " level " << level << " bytes " << w::ToHex(bytes);
@@ -770,13 +763,10 @@ w::Bytes V5Publish(const w::Bytes& props) {
       {.level = 5, .qos = 1, .topic = "a/b", .packet_id = 1, .properties = props, .payload = "x"});
 }
 // A v5 CONNECT carrying `props` (without length).
-w::Bytes V5Connect(const w::Bytes& props) {
-  return w::Connect({.level = 5, .properties = props});
-}
+w::Bytes V5Connect(const w::Bytes& props) { return w::Connect({.level = 5, .properties = props}); }
 // A v5 CONNECT with a will carrying `will_props`.
 w::Bytes V5ConnectWill(const w::Bytes& will_props) {
-  return w::Connect(
-      {.level = 5, .will = true, .will_properties = will_props, .will_topic = "w"});
+  return w::Connect({.level = 5, .will = true, .will_properties = will_props, .will_topic = "w"});
 }
 
 std::vector<ErrorCase> ErrorCases() {
@@ -800,8 +790,8 @@ std::vector<ErrorCase> ErrorCases() {
        "v5 s1.5.5 [MQTT-1.5.5-1]: minimum number of bytes"});
   add({"PropertyLengthNonMinimal", V::kV5, w::Hex("30 07 00 03 61 2f 62 80 00"), kMalformed,
        "v5 s1.5.5 [MQTT-1.5.5-1]: minimum number of bytes"});
-  add({"PropertyLengthFiveBytes", V::kV5, w::Hex("30 0a 00 03 61 2f 62 ff ff ff ff 01"),
-       kMalformed, "v5 s1.5.5: at most four bytes"});
+  add({"PropertyLengthFiveBytes", V::kV5, w::Hex("30 0a 00 03 61 2f 62 ff ff ff ff 01"), kMalformed,
+       "v5 s1.5.5: at most four bytes"});
   add({"SubscriptionIdentifierNonMinimal", V::kV5, V5Publish(w::Hex("0b 81 00")), kMalformed,
        "v5 s1.5.5 [MQTT-1.5.5-1]: minimum number of bytes"});
   add({"SubscriptionIdentifierFiveBytes", V::kV5, V5Publish(w::Hex("0b ff ff ff ff 01")),
@@ -814,8 +804,8 @@ std::vector<ErrorCase> ErrorCases() {
        "v5 s2.1.2: type 0 is Reserved/Forbidden", kEither});
   add({"V311AuthIsReserved", V::kV311, w::Hex("f0 00"), kMalformed,
        "3.1.1 s2.2.1: type 15 is Reserved/Forbidden", kEither});
-  add({"V31AuthIsReserved", V::kV31, w::Hex("f0 00"), kMalformed,
-       "3.1: type 15 is reserved", kEither});
+  add({"V31AuthIsReserved", V::kV31, w::Hex("f0 00"), kMalformed, "3.1: type 15 is reserved",
+       kEither});
 
   // ---- Only CONNECT before CONNECT (decoder.h; v5 s3.1 [MQTT-3.1.0-1]) ----
   add({"PublishBeforeConnect", kBeforeConnect, w::Publish({.level = 4, .topic = "t"}), kProtocol,
@@ -832,17 +822,16 @@ std::vector<ErrorCase> ErrorCases() {
        "decoder.h: only CONNECT before CONNECT"});
 
   // ---- PUBLISH (s3.3) ----
-  add({"V311PublishQos3", V::kV311, w::Publish({.level = 4, .qos = 3, .packet_id = 1}),
-       kMalformed, "3.1.1 [MQTT-3.3.1-4]; v5 s3.3.1.2: QoS 3 is a Malformed Packet"});
+  add({"V311PublishQos3", V::kV311, w::Publish({.level = 4, .qos = 3, .packet_id = 1}), kMalformed,
+       "3.1.1 [MQTT-3.3.1-4]; v5 s3.3.1.2: QoS 3 is a Malformed Packet"});
   add({"V5PublishQos3", V::kV5, w::Publish({.level = 5, .qos = 3, .packet_id = 1}), kMalformed,
        "v5 s3.3.1.2: both QoS bits set is a Malformed Packet"});
   add({"V311PublishQos0Dup", V::kV311, w::Publish({.level = 4, .dup = true}), kMalformed,
        "3.1.1/v5 [MQTT-3.3.1-2]: DUP MUST be 0 for QoS 0", kEither});
   add({"V5PublishQos0Dup", V::kV5, w::Publish({.level = 5, .dup = true}), kMalformed,
        "v5 [MQTT-3.3.1-2]: DUP MUST be 0 for QoS 0", kEither});
-  add({"V311PublishQos1PacketIdZero", V::kV311,
-       w::Publish({.level = 4, .qos = 1, .packet_id = 0}), kProtocol,
-       "v5 s2.2.1 [MQTT-2.2.1-3]: QoS > 0 needs a non-zero packet id", kOrMalformed});
+  add({"V311PublishQos1PacketIdZero", V::kV311, w::Publish({.level = 4, .qos = 1, .packet_id = 0}),
+       kProtocol, "v5 s2.2.1 [MQTT-2.2.1-3]: QoS > 0 needs a non-zero packet id", kOrMalformed});
   add({"V5PublishQos2PacketIdZero", V::kV5, w::Publish({.level = 5, .qos = 2, .packet_id = 0}),
        kProtocol, "v5 s2.2.1 [MQTT-2.2.1-3]: QoS > 0 needs a non-zero packet id", kOrMalformed});
   add({"V311PublishTopicPlusWildcard", V::kV311, w::Publish({.level = 4, .topic = "a/+"}),
@@ -853,10 +842,15 @@ std::vector<ErrorCase> ErrorCases() {
        ReasonCode::kTopicNameInvalid, "v5 [MQTT-3.3.2-2]: no wildcards in a topic name"});
   add({"V5PublishTopicWildcardInLevel", V::kV5, w::Publish({.level = 5, .topic = "a/b#"}),
        ReasonCode::kTopicNameInvalid, "v5 [MQTT-3.3.2-2]: no wildcards in a topic name"});
-  add({"V311PublishEmptyTopic", V::kV311, w::Publish({.level = 4, .topic = ""}),
-       ReasonCode::kTopicNameInvalid, "3.1.1 [MQTT-4.7.3-1]: topic names are at least 1 byte",
+  add({"V311PublishEmptyTopic",
+       V::kV311,
+       w::Publish({.level = 4, .topic = ""}),
+       ReasonCode::kTopicNameInvalid,
+       "3.1.1 [MQTT-4.7.3-1]: topic names are at least 1 byte",
        {kMalformed, kProtocol}});
-  add({"V5PublishEmptyTopicWithoutAlias", V::kV5, w::Publish({.level = 5, .topic = ""}),
+  add({"V5PublishEmptyTopicWithoutAlias",
+       V::kV5,
+       w::Publish({.level = 5, .topic = ""}),
        kProtocol,
        "v5 s3.3.2.1: zero-length Topic Name without a Topic Alias is a Protocol Error",
        {ReasonCode::kTopicNameInvalid}});
@@ -872,8 +866,8 @@ std::vector<ErrorCase> ErrorCases() {
        "v5 s3.3.2.3: the property length is mandatory"});
   add({"V5PublishPropertyLengthPastEnd", V::kV5, w::Hex("30 06 00 03 61 2f 62 05"), kMalformed,
        "v5 s2.2.2.1: property length past the end of the packet"});
-  add({"V5PublishPropertyCutInside", V::kV5, w::Hex("30 08 00 03 61 2f 62 02 02 00"),
-       kMalformed, "property value longer than the property length"});
+  add({"V5PublishPropertyCutInside", V::kV5, w::Hex("30 08 00 03 61 2f 62 02 02 00"), kMalformed,
+       "property value longer than the property length"});
   add({"V5PublishPropertyOverrunsLength", V::kV5,
        w::Hex("30 0d 00 03 61 2f 62 02 02 00 00 00 05 61 62"), kMalformed,
        "the property (5 bytes) does not fit the property length 2"});
@@ -886,8 +880,7 @@ std::vector<ErrorCase> ErrorCases() {
        "3.1.1 s3.4.1: remaining length MUST be 2"});
   add({"V31PubrecTrailingByte", V::kV31, w::Hex("50 03 00 07 00"), kMalformed,
        "3.1: remaining length is 2"});
-  add({"V311PubcompTooShort", V::kV311, w::Hex("70 01 00"), kMalformed,
-       "packet id cut off"});
+  add({"V311PubcompTooShort", V::kV311, w::Hex("70 01 00"), kMalformed, "packet id cut off"});
   add({"V5PubackEmpty", V::kV5, w::Hex("40 00"), kMalformed, "packet id missing"});
   add({"V5PubrelTooShort", V::kV5, w::Hex("62 01 00"), kMalformed, "packet id cut off"});
   add({"V5PubackTrailingAfterProperties", V::kV5, w::Hex("40 05 00 07 00 00 ff"), kMalformed,
@@ -926,56 +919,125 @@ std::vector<ErrorCase> ErrorCases() {
        "bytes after the property block"});
 
   // ---- CONNECT (s3.1) ----
-  add({"V311ConnectReservedFlag", kBeforeConnect, w::Connect({.level = 4, .extra_flags = 0x01}),
-       kMalformed, "3.1.1 [MQTT-3.1.2-3]; v5 s3.1.2.3: reserved flag set is a Malformed Packet",
-       {}, 4});
-  add({"V5ConnectReservedFlag", kBeforeConnect, w::Connect({.level = 5, .extra_flags = 0x01}),
-       kMalformed, "v5 s3.1.2.3 [MQTT-3.1.2-3]: reserved flag set is a Malformed Packet", {}, 5});
-  add({"V31ConnectReservedFlag", kBeforeConnect, w::Connect({.level = 3, .extra_flags = 0x01}),
-       kMalformed, "reserved flag set", {}, 3});
-  add({"ConnectUnknownProtocolName", kBeforeConnect,
-       w::Connect({.level = 4, .protocol_name = "MQTX"}), ReasonCode::kUnsupportedProtocolVersion,
+  add({"V311ConnectReservedFlag",
+       kBeforeConnect,
+       w::Connect({.level = 4, .extra_flags = 0x01}),
+       kMalformed,
+       "3.1.1 [MQTT-3.1.2-3]; v5 s3.1.2.3: reserved flag set is a Malformed Packet",
+       {},
+       4});
+  add({"V5ConnectReservedFlag",
+       kBeforeConnect,
+       w::Connect({.level = 5, .extra_flags = 0x01}),
+       kMalformed,
+       "v5 s3.1.2.3 [MQTT-3.1.2-3]: reserved flag set is a Malformed Packet",
+       {},
+       5});
+  add({"V31ConnectReservedFlag",
+       kBeforeConnect,
+       w::Connect({.level = 3, .extra_flags = 0x01}),
+       kMalformed,
+       "reserved flag set",
+       {},
+       3});
+  add({"ConnectUnknownProtocolName",
+       kBeforeConnect,
+       w::Connect({.level = 4, .protocol_name = "MQTX"}),
+       ReasonCode::kUnsupportedProtocolVersion,
        "v5 s3.1.2.1: incorrect protocol name: MAY answer 0x84, MUST close",
        {kMalformed, kProtocol}});
-  add({"ConnectLowercaseProtocolName", kBeforeConnect,
-       w::Connect({.level = 5, .protocol_name = "mqtt"}), ReasonCode::kUnsupportedProtocolVersion,
-       "v5 s3.1.2.1: incorrect protocol name", {kMalformed, kProtocol}});
-  add({"ConnectEmptyProtocolName", kBeforeConnect, w::Connect({.level = 4, .protocol_name = ""}),
-       ReasonCode::kUnsupportedProtocolVersion, "incorrect protocol name",
-       {kMalformed, kProtocol}});
-  add({"ConnectLevel6", kBeforeConnect, w::Connect({.level = 6}),
+  add({"ConnectLowercaseProtocolName",
+       kBeforeConnect,
+       w::Connect({.level = 5, .protocol_name = "mqtt"}),
        ReasonCode::kUnsupportedProtocolVersion,
-       "v5 s3.1.2.2; 3.1.1 [MQTT-3.1.2-2]: unsupported level -> 0x84 / return code 1", {}, 6});
-  add({"ConnectLevel2", kBeforeConnect, w::Connect({.level = 2}),
-       ReasonCode::kUnsupportedProtocolVersion, "unsupported protocol level", {}, 2});
-  add({"ConnectLevel0", kBeforeConnect, w::Connect({.level = 0}),
-       ReasonCode::kUnsupportedProtocolVersion, "unsupported protocol level", {}, 0});
-  add({"ConnectLevel255", kBeforeConnect, w::Connect({.level = 255}),
-       ReasonCode::kUnsupportedProtocolVersion, "unsupported protocol level", {}, 255});
+       "v5 s3.1.2.1: incorrect protocol name",
+       {kMalformed, kProtocol}});
+  add({"ConnectEmptyProtocolName",
+       kBeforeConnect,
+       w::Connect({.level = 4, .protocol_name = ""}),
+       ReasonCode::kUnsupportedProtocolVersion,
+       "incorrect protocol name",
+       {kMalformed, kProtocol}});
+  add({"ConnectLevel6",
+       kBeforeConnect,
+       w::Connect({.level = 6}),
+       ReasonCode::kUnsupportedProtocolVersion,
+       "v5 s3.1.2.2; 3.1.1 [MQTT-3.1.2-2]: unsupported level -> 0x84 / return code 1",
+       {},
+       6});
+  add({"ConnectLevel2",
+       kBeforeConnect,
+       w::Connect({.level = 2}),
+       ReasonCode::kUnsupportedProtocolVersion,
+       "unsupported protocol level",
+       {},
+       2});
+  add({"ConnectLevel0",
+       kBeforeConnect,
+       w::Connect({.level = 0}),
+       ReasonCode::kUnsupportedProtocolVersion,
+       "unsupported protocol level",
+       {},
+       0});
+  add({"ConnectLevel255",
+       kBeforeConnect,
+       w::Connect({.level = 255}),
+       ReasonCode::kUnsupportedProtocolVersion,
+       "unsupported protocol level",
+       {},
+       255});
   // 3.1.1 s3.1.2.1 names the protocol "MQTT" for level 4; MQTT 3.1 used "MQIsdp" with level 3.
-  add({"ConnectMqisdpLevel4", kBeforeConnect, w::Connect({.level = 4, .protocol_name = "MQIsdp"}),
-       ReasonCode::kUnsupportedProtocolVersion, "name and level do not match",
-       {kMalformed, kProtocol}, 4});
-  add({"ConnectMqttLevel3", kBeforeConnect, w::Connect({.level = 3, .protocol_name = "MQTT"}),
-       ReasonCode::kUnsupportedProtocolVersion, "name and level do not match",
-       {kMalformed, kProtocol}, 3});
+  add({"ConnectMqisdpLevel4",
+       kBeforeConnect,
+       w::Connect({.level = 4, .protocol_name = "MQIsdp"}),
+       ReasonCode::kUnsupportedProtocolVersion,
+       "name and level do not match",
+       {kMalformed, kProtocol},
+       4});
+  add({"ConnectMqttLevel3",
+       kBeforeConnect,
+       w::Connect({.level = 3, .protocol_name = "MQTT"}),
+       ReasonCode::kUnsupportedProtocolVersion,
+       "name and level do not match",
+       {kMalformed, kProtocol},
+       3});
   // v5 s3.2.2.2 0x90 Topic Name invalid: "The Will Topic Name is not malformed, but is not
   // accepted"; a will topic is a topic name, so no wildcards (s4.7.1) and not empty (s4.7.3).
-  add({"V311WillTopicWildcard", kBeforeConnect,
-       w::Connect({.level = 4, .will = true, .will_topic = "a/#"}), ReasonCode::kTopicNameInvalid,
-       "will topic is a topic name: no wildcards", {}, 4});
-  add({"V5WillTopicWildcard", kBeforeConnect,
-       w::Connect({.level = 5, .will = true, .will_topic = "+"}), ReasonCode::kTopicNameInvalid,
-       "will topic is a topic name: no wildcards", {}, 5});
-  add({"V5WillTopicEmpty", kBeforeConnect,
-       w::Connect({.level = 5, .will = true, .will_topic = ""}), ReasonCode::kTopicNameInvalid,
-       "v5 s4.7.3: topic names are at least one character", {kMalformed, kProtocol}, 5});
-  add({"V311ConnectWillQos3", kBeforeConnect,
-       w::Connect({.level = 4, .will = true, .will_qos = 3, .will_topic = "w"}), kMalformed,
-       "3.1.1 [MQTT-3.1.2-14]; v5 s3.1.2.6: Will QoS 3 is a Malformed Packet", {}, 4});
-  add({"V5ConnectWillQos3", kBeforeConnect,
-       w::Connect({.level = 5, .will = true, .will_qos = 3, .will_topic = "w"}), kMalformed,
-       "v5 s3.1.2.6: Will QoS 3 is a Malformed Packet", {}, 5});
+  add({"V311WillTopicWildcard",
+       kBeforeConnect,
+       w::Connect({.level = 4, .will = true, .will_topic = "a/#"}),
+       ReasonCode::kTopicNameInvalid,
+       "will topic is a topic name: no wildcards",
+       {},
+       4});
+  add({"V5WillTopicWildcard",
+       kBeforeConnect,
+       w::Connect({.level = 5, .will = true, .will_topic = "+"}),
+       ReasonCode::kTopicNameInvalid,
+       "will topic is a topic name: no wildcards",
+       {},
+       5});
+  add({"V5WillTopicEmpty",
+       kBeforeConnect,
+       w::Connect({.level = 5, .will = true, .will_topic = ""}),
+       ReasonCode::kTopicNameInvalid,
+       "v5 s4.7.3: topic names are at least one character",
+       {kMalformed, kProtocol},
+       5});
+  add({"V311ConnectWillQos3",
+       kBeforeConnect,
+       w::Connect({.level = 4, .will = true, .will_qos = 3, .will_topic = "w"}),
+       kMalformed,
+       "3.1.1 [MQTT-3.1.2-14]; v5 s3.1.2.6: Will QoS 3 is a Malformed Packet",
+       {},
+       4});
+  add({"V5ConnectWillQos3",
+       kBeforeConnect,
+       w::Connect({.level = 5, .will = true, .will_qos = 3, .will_topic = "w"}),
+       kMalformed,
+       "v5 s3.1.2.6: Will QoS 3 is a Malformed Packet",
+       {},
+       5});
   add({"V311ConnectWillQosWithoutWillFlag", kBeforeConnect,
        w::Connect({.level = 4, .extra_flags = 0x08}), kMalformed,
        "[MQTT-3.1.2-11] (v5) / [MQTT-3.1.2-13] (3.1.1): Will QoS MUST be 0 without Will Flag",
@@ -992,77 +1054,165 @@ std::vector<ErrorCase> ErrorCases() {
        "v5 [MQTT-3.1.2-13]: Will Retain MUST be 0 without Will Flag", kEither, 5});
   add({"V311ConnectPasswordWithoutUsername", kBeforeConnect,
        w::Connect({.level = 4, .password = "pw"}), kProtocol,
-       "3.1.1 [MQTT-3.1.2-22]: Password Flag MUST be 0 when User Name Flag is 0", kOrMalformed,
-       4});
-  add({"V311ConnectTrailingByte", kBeforeConnect,
+       "3.1.1 [MQTT-3.1.2-22]: Password Flag MUST be 0 when User Name Flag is 0", kOrMalformed, 4});
+  add({"V311ConnectTrailingByte",
+       kBeforeConnect,
        w::Packet(0x10, w::Cat(w::Str("MQTT"), w::Hex("04 02 00 3c"), w::Str("c"), w::U8(0))),
-       kMalformed, "bytes after the last payload field", {}, 4});
-  add({"V5ConnectTrailingByte", kBeforeConnect,
-       w::Packet(0x10,
-                 w::Cat(w::Str("MQTT"), w::Hex("05 02 00 3c 00"), w::Str("c"), w::U8(0))),
-       kMalformed, "bytes after the last payload field", {}, 5});
-  add({"V311ConnectClientIdPastEnd", kBeforeConnect,
-       w::Packet(0x10, w::Cat(w::Str("MQTT"), w::Hex("04 02 00 3c 00 10 61 62"))), kMalformed,
-       "client id length past the end", {}, 4});
-  add({"V311ConnectMissingWillTopic", kBeforeConnect,
-       w::Packet(0x10, w::Cat(w::Str("MQTT"), w::Hex("04 06 00 3c"), w::Str("c"))), kMalformed,
-       "Will Flag set but no will topic", {}, 4});
-  add({"V311ConnectMissingPassword", kBeforeConnect,
+       kMalformed,
+       "bytes after the last payload field",
+       {},
+       4});
+  add({"V5ConnectTrailingByte",
+       kBeforeConnect,
+       w::Packet(0x10, w::Cat(w::Str("MQTT"), w::Hex("05 02 00 3c 00"), w::Str("c"), w::U8(0))),
+       kMalformed,
+       "bytes after the last payload field",
+       {},
+       5});
+  add({"V311ConnectClientIdPastEnd",
+       kBeforeConnect,
+       w::Packet(0x10, w::Cat(w::Str("MQTT"), w::Hex("04 02 00 3c 00 10 61 62"))),
+       kMalformed,
+       "client id length past the end",
+       {},
+       4});
+  add({"V311ConnectMissingWillTopic",
+       kBeforeConnect,
+       w::Packet(0x10, w::Cat(w::Str("MQTT"), w::Hex("04 06 00 3c"), w::Str("c"))),
+       kMalformed,
+       "Will Flag set but no will topic",
+       {},
+       4});
+  add({"V311ConnectMissingPassword",
+       kBeforeConnect,
        w::Packet(0x10, w::Cat(w::Str("MQTT"), w::Hex("04 c2 00 3c"), w::Str("c"), w::Str("u"))),
-       kMalformed, "Password Flag set but no password", {}, 4});
-  add({"V311ConnectTruncatedHeader", kBeforeConnect, w::Hex("10 06 00 04 4d 51 54 54"),
-       kMalformed, "variable header cut off"});
-  add({"V5ConnectMissingProperties", kBeforeConnect,
-       w::Packet(0x10, w::Cat(w::Str("MQTT"), w::Hex("05 02 00 3c"))), kMalformed,
-       "property length missing", {}, 5});
+       kMalformed,
+       "Password Flag set but no password",
+       {},
+       4});
+  add({"V311ConnectTruncatedHeader", kBeforeConnect, w::Hex("10 06 00 04 4d 51 54 54"), kMalformed,
+       "variable header cut off"});
+  add({"V5ConnectMissingProperties",
+       kBeforeConnect,
+       w::Packet(0x10, w::Cat(w::Str("MQTT"), w::Hex("05 02 00 3c"))),
+       kMalformed,
+       "property length missing",
+       {},
+       5});
 
   // ---- v5 CONNECT / will properties ----
-  add({"V5ConnectTopicAliasNotAllowed", kBeforeConnect, V5Connect(w::prop::TopicAlias(1)),
-       kMalformed, "v5 s2.2.2.2: identifier not valid for its packet type is a Malformed Packet",
-       {}, 5});
-  add({"V5ConnectWillDelayNotAllowed", kBeforeConnect,
-       V5Connect(w::prop::WillDelayInterval(1)), kMalformed,
-       "v5 s2.2.2.2: Will Delay Interval is a will property, not a CONNECT property", {}, 5});
-  add({"V5ConnectSubscriptionIdentifierNotAllowed", kBeforeConnect,
-       V5Connect(w::prop::SubscriptionIdentifier(1)), kMalformed,
-       "v5 s2.2.2.2: identifier not valid for its packet type", {}, 5});
-  add({"V5WillSessionExpiryNotAllowed", kBeforeConnect,
-       V5ConnectWill(w::prop::SessionExpiryInterval(1)), kMalformed,
-       "v5 s3.1.3.2: Session Expiry is not a will property", {}, 5});
-  add({"V5WillTopicAliasNotAllowed", kBeforeConnect, V5ConnectWill(w::prop::TopicAlias(1)),
-       kMalformed, "v5 s3.1.3.2: Topic Alias is not a will property", {}, 5});
-  add({"V5ConnectReceiveMaximumZero", kBeforeConnect, V5Connect(w::prop::ReceiveMaximum(0)),
-       kProtocol, "v5 s3.1.2.11.3: Receive Maximum 0 is a Protocol Error", {}, 5});
-  add({"V5ConnectMaximumPacketSizeZero", kBeforeConnect,
-       V5Connect(w::prop::MaximumPacketSize(0)), kProtocol,
-       "v5 s3.1.2.11.4: Maximum Packet Size 0 is a Protocol Error", {}, 5});
-  add({"V5ConnectRequestProblemInformation2", kBeforeConnect,
-       V5Connect(w::prop::RequestProblemInformation(2)), kProtocol,
-       "v5 s3.1.2.11.7: value other than 0 or 1 is a Protocol Error", {}, 5});
-  add({"V5ConnectRequestResponseInformation2", kBeforeConnect,
-       V5Connect(w::prop::RequestResponseInformation(2)), kProtocol,
-       "v5 s3.1.2.11.6: value other than 0 or 1 is a Protocol Error", {}, 5});
-  add({"V5ConnectDuplicateSessionExpiry", kBeforeConnect,
+  add({"V5ConnectTopicAliasNotAllowed",
+       kBeforeConnect,
+       V5Connect(w::prop::TopicAlias(1)),
+       kMalformed,
+       "v5 s2.2.2.2: identifier not valid for its packet type is a Malformed Packet",
+       {},
+       5});
+  add({"V5ConnectWillDelayNotAllowed",
+       kBeforeConnect,
+       V5Connect(w::prop::WillDelayInterval(1)),
+       kMalformed,
+       "v5 s2.2.2.2: Will Delay Interval is a will property, not a CONNECT property",
+       {},
+       5});
+  add({"V5ConnectSubscriptionIdentifierNotAllowed",
+       kBeforeConnect,
+       V5Connect(w::prop::SubscriptionIdentifier(1)),
+       kMalformed,
+       "v5 s2.2.2.2: identifier not valid for its packet type",
+       {},
+       5});
+  add({"V5WillSessionExpiryNotAllowed",
+       kBeforeConnect,
+       V5ConnectWill(w::prop::SessionExpiryInterval(1)),
+       kMalformed,
+       "v5 s3.1.3.2: Session Expiry is not a will property",
+       {},
+       5});
+  add({"V5WillTopicAliasNotAllowed",
+       kBeforeConnect,
+       V5ConnectWill(w::prop::TopicAlias(1)),
+       kMalformed,
+       "v5 s3.1.3.2: Topic Alias is not a will property",
+       {},
+       5});
+  add({"V5ConnectReceiveMaximumZero",
+       kBeforeConnect,
+       V5Connect(w::prop::ReceiveMaximum(0)),
+       kProtocol,
+       "v5 s3.1.2.11.3: Receive Maximum 0 is a Protocol Error",
+       {},
+       5});
+  add({"V5ConnectMaximumPacketSizeZero",
+       kBeforeConnect,
+       V5Connect(w::prop::MaximumPacketSize(0)),
+       kProtocol,
+       "v5 s3.1.2.11.4: Maximum Packet Size 0 is a Protocol Error",
+       {},
+       5});
+  add({"V5ConnectRequestProblemInformation2",
+       kBeforeConnect,
+       V5Connect(w::prop::RequestProblemInformation(2)),
+       kProtocol,
+       "v5 s3.1.2.11.7: value other than 0 or 1 is a Protocol Error",
+       {},
+       5});
+  add({"V5ConnectRequestResponseInformation2",
+       kBeforeConnect,
+       V5Connect(w::prop::RequestResponseInformation(2)),
+       kProtocol,
+       "v5 s3.1.2.11.6: value other than 0 or 1 is a Protocol Error",
+       {},
+       5});
+  add({"V5ConnectDuplicateSessionExpiry",
+       kBeforeConnect,
        V5Connect(w::Cat(w::prop::SessionExpiryInterval(1), w::prop::SessionExpiryInterval(2))),
-       kProtocol, "v5 s3.1.2.11.2: more than once is a Protocol Error", {}, 5});
-  add({"V5ConnectDuplicateReceiveMaximum", kBeforeConnect,
-       V5Connect(w::Cat(w::prop::ReceiveMaximum(1), w::prop::ReceiveMaximum(1))), kProtocol,
-       "v5 s3.1.2.11.3: more than once is a Protocol Error", {}, 5});
-  add({"V5ConnectDuplicateAuthenticationMethod", kBeforeConnect,
+       kProtocol,
+       "v5 s3.1.2.11.2: more than once is a Protocol Error",
+       {},
+       5});
+  add({"V5ConnectDuplicateReceiveMaximum",
+       kBeforeConnect,
+       V5Connect(w::Cat(w::prop::ReceiveMaximum(1), w::prop::ReceiveMaximum(1))),
+       kProtocol,
+       "v5 s3.1.2.11.3: more than once is a Protocol Error",
+       {},
+       5});
+  add({"V5ConnectDuplicateAuthenticationMethod",
+       kBeforeConnect,
        V5Connect(w::Cat(w::prop::AuthenticationMethod("a"), w::prop::AuthenticationMethod("a"))),
-       kProtocol, "v5 s3.1.2.11.9: more than once is a Protocol Error", {}, 5});
-  add({"V5ConnectAuthenticationDataWithoutMethod", kBeforeConnect,
-       V5Connect(w::prop::AuthenticationData("d")), kProtocol,
+       kProtocol,
+       "v5 s3.1.2.11.9: more than once is a Protocol Error",
+       {},
+       5});
+  add({"V5ConnectAuthenticationDataWithoutMethod",
+       kBeforeConnect,
+       V5Connect(w::prop::AuthenticationData("d")),
+       kProtocol,
        "v5 s3.1.2.11.10: Authentication Data without Authentication Method is a Protocol Error",
-       {}, 5});
-  add({"V5WillDuplicateWillDelay", kBeforeConnect,
+       {},
+       5});
+  add({"V5WillDuplicateWillDelay",
+       kBeforeConnect,
        V5ConnectWill(w::Cat(w::prop::WillDelayInterval(1), w::prop::WillDelayInterval(2))),
-       kProtocol, "v5 s3.1.3.2.2: more than once is a Protocol Error", {}, 5});
-  add({"V5WillDuplicateContentType", kBeforeConnect,
-       V5ConnectWill(w::Cat(w::prop::ContentType("a"), w::prop::ContentType("b"))), kProtocol,
-       "v5 s3.1.3.2.5: more than once is a Protocol Error", {}, 5});
-  add({"V5ConnectUnknownProperty", kBeforeConnect, V5Connect(w::Hex("7f 00")), kMalformed,
-       "v5 s2.2.2.2: an identifier not valid for the packet is a Malformed Packet", {}, 5});
+       kProtocol,
+       "v5 s3.1.3.2.2: more than once is a Protocol Error",
+       {},
+       5});
+  add({"V5WillDuplicateContentType",
+       kBeforeConnect,
+       V5ConnectWill(w::Cat(w::prop::ContentType("a"), w::prop::ContentType("b"))),
+       kProtocol,
+       "v5 s3.1.3.2.5: more than once is a Protocol Error",
+       {},
+       5});
+  add({"V5ConnectUnknownProperty",
+       kBeforeConnect,
+       V5Connect(w::Hex("7f 00")),
+       kMalformed,
+       "v5 s2.2.2.2: an identifier not valid for the packet is a Malformed Packet",
+       {},
+       5});
 
   // ---- v5 properties on other packets ----
   add({"V5PublishUnknownProperty7F", V::kV5, V5Publish(w::Hex("7f 00")), kMalformed,
@@ -1073,8 +1223,8 @@ std::vector<ErrorCase> ErrorCases() {
        "v5 s2.2.2.2: 0x04 is not a property"});
   add({"V5PublishSessionExpiryNotAllowed", V::kV5, V5Publish(w::prop::SessionExpiryInterval(1)),
        kMalformed, "v5 s2.2.2.2: Session Expiry Interval not valid in PUBLISH"});
-  add({"V5PublishReasonStringNotAllowed", V::kV5, V5Publish(w::prop::ReasonString("r")),
-       kMalformed, "v5 s2.2.2.2: Reason String not valid in PUBLISH"});
+  add({"V5PublishReasonStringNotAllowed", V::kV5, V5Publish(w::prop::ReasonString("r")), kMalformed,
+       "v5 s2.2.2.2: Reason String not valid in PUBLISH"});
   add({"V5PublishDuplicateMessageExpiry", V::kV5,
        V5Publish(w::Cat(w::prop::MessageExpiryInterval(1), w::prop::MessageExpiryInterval(1))),
        kProtocol, "v5 s3.3.2.3.3: more than once is a Protocol Error"});
@@ -1090,30 +1240,27 @@ std::vector<ErrorCase> ErrorCases() {
   add({"V5PublishDuplicateCorrelationData", V::kV5,
        V5Publish(w::Cat(w::prop::CorrelationData("a"), w::prop::CorrelationData("b"))), kProtocol,
        "v5 s3.3.2.3.6: more than once is a Protocol Error"});
-  add({"V5PublishSubscriptionIdentifierZero", V::kV5,
-       V5Publish(w::prop::SubscriptionIdentifier(0)), kProtocol,
-       "v5 s3.3.2.3.8: Subscription Identifier 0 is a Protocol Error"});
+  add({"V5PublishSubscriptionIdentifierZero", V::kV5, V5Publish(w::prop::SubscriptionIdentifier(0)),
+       kProtocol, "v5 s3.3.2.3.8: Subscription Identifier 0 is a Protocol Error"});
   add({"V5PubackTopicAliasNotAllowed", V::kV5,
        w::PubResponse(w::kPuback, 1, 0, w::prop::TopicAlias(1)), kMalformed,
        "v5 s2.2.2.2: Topic Alias not valid in PUBACK"});
   add({"V5PubrelDuplicateReasonString", V::kV5,
-       w::PubResponse(w::kPubrel, 1, 0, w::Cat(w::prop::ReasonString("a"),
-                                               w::prop::ReasonString("b"))),
+       w::PubResponse(w::kPubrel, 1, 0,
+                      w::Cat(w::prop::ReasonString("a"), w::prop::ReasonString("b"))),
        kProtocol, "v5 s3.6.2.2.2: more than once is a Protocol Error"});
-  add({"V5DisconnectWillDelayNotAllowed", V::kV5,
-       w::Disconnect(0, w::prop::WillDelayInterval(1)), kMalformed,
-       "v5 s2.2.2.2: Will Delay Interval not valid in DISCONNECT"});
+  add({"V5DisconnectWillDelayNotAllowed", V::kV5, w::Disconnect(0, w::prop::WillDelayInterval(1)),
+       kMalformed, "v5 s2.2.2.2: Will Delay Interval not valid in DISCONNECT"});
   add({"V5DisconnectDuplicateSessionExpiry", V::kV5,
-       w::Disconnect(0, w::Cat(w::prop::SessionExpiryInterval(0),
-                               w::prop::SessionExpiryInterval(0))),
+       w::Disconnect(0,
+                     w::Cat(w::prop::SessionExpiryInterval(0), w::prop::SessionExpiryInterval(0))),
        kProtocol, "v5 s3.14.2.2.2: more than once is a Protocol Error"});
   add({"V5AuthSessionExpiryNotAllowed", V::kV5,
-       w::Auth(0x18, w::Cat(w::prop::AuthenticationMethod("m"),
-                            w::prop::SessionExpiryInterval(1))),
+       w::Auth(0x18, w::Cat(w::prop::AuthenticationMethod("m"), w::prop::SessionExpiryInterval(1))),
        kMalformed, "v5 s2.2.2.2: Session Expiry Interval not valid in AUTH"});
   add({"V5AuthDuplicateAuthenticationMethod", V::kV5,
-       w::Auth(0x18, w::Cat(w::prop::AuthenticationMethod("m"),
-                            w::prop::AuthenticationMethod("m"))),
+       w::Auth(0x18,
+               w::Cat(w::prop::AuthenticationMethod("m"), w::prop::AuthenticationMethod("m"))),
        kProtocol, "v5 s3.15.2.2.2: more than once is a Protocol Error"});
 
   // ---- SUBSCRIBE (s3.8) ----
@@ -1125,10 +1272,10 @@ std::vector<ErrorCase> ErrorCases() {
        "[MQTT-2.2.1-3]: SUBSCRIBE needs a non-zero packet id", kOrMalformed});
   add({"V5SubscribePacketIdZero", V::kV5, w::Subscribe(5, 0, {{"a", 0}}), kProtocol,
        "v5 [MQTT-2.2.1-3]: SUBSCRIBE needs a non-zero packet id", kOrMalformed});
-  add({"V311SubscribeReservedOptionBit2", V::kV311, w::Subscribe(4, 1, {{"a", 0x04}}),
-       kMalformed, "3.1.1 [MQTT-3.8.3-4]: reserved bits 7-2 non-zero is malformed"});
-  add({"V311SubscribeReservedOptionBit6", V::kV311, w::Subscribe(4, 1, {{"a", 0x41}}),
-       kMalformed, "3.1.1 [MQTT-3.8.3-4]: reserved bits 7-2 non-zero is malformed"});
+  add({"V311SubscribeReservedOptionBit2", V::kV311, w::Subscribe(4, 1, {{"a", 0x04}}), kMalformed,
+       "3.1.1 [MQTT-3.8.3-4]: reserved bits 7-2 non-zero is malformed"});
+  add({"V311SubscribeReservedOptionBit6", V::kV311, w::Subscribe(4, 1, {{"a", 0x41}}), kMalformed,
+       "3.1.1 [MQTT-3.8.3-4]: reserved bits 7-2 non-zero is malformed"});
   add({"V311SubscribeQos3", V::kV311, w::Subscribe(4, 1, {{"a", 0x03}}), kMalformed,
        "3.1.1 [MQTT-3.8.3-4]: requested QoS 3 is malformed", kEither});
   add({"V5SubscribeReservedOptionBit6", V::kV5, w::Subscribe(5, 1, {{"a", 0x40}}), kMalformed,
@@ -1149,9 +1296,8 @@ std::vector<ErrorCase> ErrorCases() {
   add({"V5SubscribeReasonStringNotAllowed", V::kV5,
        w::Subscribe(5, 1, {{"a", 0}}, w::prop::ReasonString("r")), kMalformed,
        "v5 s2.2.2.2: Reason String not valid in SUBSCRIBE"});
-  add({"V311SubscribeMissingOptions", V::kV311,
-       w::Packet(0x82, w::Cat(w::U16(1), w::Str("a/b"))), kMalformed,
-       "topic filter without its options byte"});
+  add({"V311SubscribeMissingOptions", V::kV311, w::Packet(0x82, w::Cat(w::U16(1), w::Str("a/b"))),
+       kMalformed, "topic filter without its options byte"});
   add({"V311SubscribeFilterPastEnd", V::kV311,
        w::Packet(0x82, w::Cat(w::U16(1), w::U16(9), w::FromString("ab"))), kMalformed,
        "filter length past the end"});
@@ -1210,37 +1356,76 @@ std::vector<ErrorCase> Utf8Cases() {
   for (const BadUtf8& b : kBadUtf8) {
     const std::string n = b.name;
     const std::string& s = b.bytes;
-    cases.push_back({"V311ClientId" + n, kBeforeConnect, w::Connect({.level = 4, .client_id = s}),
-                     kMalformed, rule, {}, 4});
-    cases.push_back({"V5ClientId" + n, kBeforeConnect, w::Connect({.level = 5, .client_id = s}),
-                     kMalformed, rule, {}, 5});
-    cases.push_back({"V31ClientId" + n, kBeforeConnect, w::Connect({.level = 3, .client_id = s}),
-                     kMalformed, rule, {}, 3});
-    cases.push_back({"V311WillTopic" + n, kBeforeConnect,
-                     w::Connect({.level = 4, .will = true, .will_topic = s}), kMalformed, rule,
-                     {}, 4});
-    cases.push_back({"V311Username" + n, kBeforeConnect,
-                     w::Connect({.level = 4, .username = s}), kMalformed, rule, {}, 4});
-    cases.push_back({"V5Username" + n, kBeforeConnect, w::Connect({.level = 5, .username = s}),
-                     kMalformed, rule, {}, 5});
-    cases.push_back({"V5ConnectUserPropertyKey" + n, kBeforeConnect,
-                     V5Connect(w::prop::UserProperty(s, "v")), kMalformed, rule, {}, 5});
-    cases.push_back({"V5WillContentType" + n, kBeforeConnect,
-                     V5ConnectWill(w::prop::ContentType(s)), kMalformed, rule, {}, 5});
-    cases.push_back({"V311PublishTopic" + n, V::kV311, w::Publish({.level = 4, .topic = s}),
-                     kMalformed, rule});
+    cases.push_back({"V311ClientId" + n,
+                     kBeforeConnect,
+                     w::Connect({.level = 4, .client_id = s}),
+                     kMalformed,
+                     rule,
+                     {},
+                     4});
+    cases.push_back({"V5ClientId" + n,
+                     kBeforeConnect,
+                     w::Connect({.level = 5, .client_id = s}),
+                     kMalformed,
+                     rule,
+                     {},
+                     5});
+    cases.push_back({"V31ClientId" + n,
+                     kBeforeConnect,
+                     w::Connect({.level = 3, .client_id = s}),
+                     kMalformed,
+                     rule,
+                     {},
+                     3});
+    cases.push_back({"V311WillTopic" + n,
+                     kBeforeConnect,
+                     w::Connect({.level = 4, .will = true, .will_topic = s}),
+                     kMalformed,
+                     rule,
+                     {},
+                     4});
+    cases.push_back({"V311Username" + n,
+                     kBeforeConnect,
+                     w::Connect({.level = 4, .username = s}),
+                     kMalformed,
+                     rule,
+                     {},
+                     4});
+    cases.push_back({"V5Username" + n,
+                     kBeforeConnect,
+                     w::Connect({.level = 5, .username = s}),
+                     kMalformed,
+                     rule,
+                     {},
+                     5});
+    cases.push_back({"V5ConnectUserPropertyKey" + n,
+                     kBeforeConnect,
+                     V5Connect(w::prop::UserProperty(s, "v")),
+                     kMalformed,
+                     rule,
+                     {},
+                     5});
+    cases.push_back({"V5WillContentType" + n,
+                     kBeforeConnect,
+                     V5ConnectWill(w::prop::ContentType(s)),
+                     kMalformed,
+                     rule,
+                     {},
+                     5});
+    cases.push_back(
+        {"V311PublishTopic" + n, V::kV311, w::Publish({.level = 4, .topic = s}), kMalformed, rule});
     cases.push_back({"V5PublishTopic" + n, V::kV5, w::Publish({.level = 5, .topic = "t/" + s}),
                      kMalformed, rule});
     cases.push_back({"V5PublishUserPropertyValue" + n, V::kV5,
                      V5Publish(w::prop::UserProperty("k", s)), kMalformed, rule});
-    cases.push_back({"V5PublishResponseTopic" + n, V::kV5,
-                     V5Publish(w::prop::ResponseTopic(s)), kMalformed, rule});
-    cases.push_back({"V311SubscribeFilter" + n, V::kV311, w::Subscribe(4, 1, {{s, 0}}),
+    cases.push_back({"V5PublishResponseTopic" + n, V::kV5, V5Publish(w::prop::ResponseTopic(s)),
                      kMalformed, rule});
-    cases.push_back({"V5SubscribeFilter" + n, V::kV5, w::Subscribe(5, 1, {{"a/" + s, 0}}),
-                     kMalformed, rule});
-    cases.push_back({"V311UnsubscribeFilter" + n, V::kV311, w::Unsubscribe(4, 1, {s}),
-                     kMalformed, rule});
+    cases.push_back(
+        {"V311SubscribeFilter" + n, V::kV311, w::Subscribe(4, 1, {{s, 0}}), kMalformed, rule});
+    cases.push_back(
+        {"V5SubscribeFilter" + n, V::kV5, w::Subscribe(5, 1, {{"a/" + s, 0}}), kMalformed, rule});
+    cases.push_back(
+        {"V311UnsubscribeFilter" + n, V::kV311, w::Unsubscribe(4, 1, {s}), kMalformed, rule});
     cases.push_back({"V5PubackReasonString" + n, V::kV5,
                      w::PubResponse(w::kPuback, 1, 0x80, w::prop::ReasonString(s)), kMalformed,
                      rule});
@@ -1332,8 +1517,8 @@ TEST(DecoderTest, BinaryFieldsAcceptAnyBytes) {
 
 // Valid UTF-8 edge cases: the largest code point, code points either side of the surrogates.
 TEST(DecoderTest, AcceptsValidUtf8EdgeCases) {
-  for (const std::string& s : {"\xf4\x8f\xbf\xbf"s, "\xed\x9f\xbf"s, "\xee\x80\x80"s,
-                              "\xc2\x80"s, "\xdf\xbf"s, "\xef\xbf\xbf"s, "\x7f"s}) {
+  for (const std::string& s : {"\xf4\x8f\xbf\xbf"s, "\xed\x9f\xbf"s, "\xee\x80\x80"s, "\xc2\x80"s,
+                               "\xdf\xbf"s, "\xef\xbf\xbf"s, "\x7f"s}) {
     SCOPED_TRACE(w::ToHex(s));
     DecodeResult r = DecodeBytes(w::Connect({.level = 4, .client_id = s}), kBeforeConnect);
     ASSERT_EQ(r.status, Status::kPacket) << DescribeResult(r);

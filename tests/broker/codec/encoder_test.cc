@@ -8,6 +8,8 @@
 //    omitted when there are no properties);
 //  - properties are written in ascending identifier order, repeated ones (user properties,
 //    subscription identifiers) in the order held.
+#include "broker/codec/encoder.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -16,7 +18,6 @@
 #include <vector>
 
 #include "broker/codec/decoder.h"
-#include "broker/codec/encoder.h"
 #include "broker/codec/packets.h"
 #include "gtest/gtest.h"
 #include "tests/broker/codec/codec_test_util.h"
@@ -97,19 +98,18 @@ std::vector<EncodeCase> EncodeCases() {
                                        .wildcard_subscription_available = 1,
                                        .subscription_identifier_available = 0,
                                        .shared_subscription_available = 1}},
-      w::Connack(5, false, 0x00,
-                 w::Cat(w::prop::SessionExpiryInterval(120),
-                        w::prop::AssignedClientIdentifier("auto-7f3a"),
-                        w::prop::ServerKeepAlive(30), w::prop::AuthenticationMethod("SCRAM-SHA-1"),
-                        w::prop::AuthenticationData("\x00\x10"s),
-                        w::prop::ResponseInformation("resp/"), w::prop::ServerReference("b:1883"),
-                        w::prop::ReasonString("ok"), w::prop::ReceiveMaximum(100),
-                        w::prop::TopicAliasMaximum(16), w::prop::MaximumQos(1),
-                        w::prop::RetainAvailable(0), w::prop::UserProperty("node", "n1"),
-                        w::prop::MaximumPacketSize(1048576),
-                        w::prop::WildcardSubscriptionAvailable(1),
-                        w::prop::SubscriptionIdentifierAvailable(0),
-                        w::prop::SharedSubscriptionAvailable(1))));
+      w::Connack(
+          5, false, 0x00,
+          w::Cat(
+              w::prop::SessionExpiryInterval(120), w::prop::AssignedClientIdentifier("auto-7f3a"),
+              w::prop::ServerKeepAlive(30), w::prop::AuthenticationMethod("SCRAM-SHA-1"),
+              w::prop::AuthenticationData("\x00\x10"s), w::prop::ResponseInformation("resp/"),
+              w::prop::ServerReference("b:1883"), w::prop::ReasonString("ok"),
+              w::prop::ReceiveMaximum(100), w::prop::TopicAliasMaximum(16), w::prop::MaximumQos(1),
+              w::prop::RetainAvailable(0), w::prop::UserProperty("node", "n1"),
+              w::prop::MaximumPacketSize(1048576), w::prop::WildcardSubscriptionAvailable(1),
+              w::prop::SubscriptionIdentifierAvailable(0),
+              w::prop::SharedSubscriptionAvailable(1))));
   add("V5ConnackRefusedWithReason", V::kV5,
       Connack{.reason_code = 0x87, .properties = Properties{.reason_string = "denied"}},
       w::Connack(5, false, 0x87, w::prop::ReasonString("denied")));
@@ -121,15 +121,17 @@ std::vector<EncodeCase> EncodeCases() {
   add("V311PublishQos0", V::kV311, Publish{.topic = "a/b", .payload = "hi"},
       w::Hex("30 07 00 03 61 2f 62 68 69"));
   add("V311PublishQos1DupRetain", V::kV311,
-      Publish{.dup = true, .qos = 1, .retain = true, .topic = "t", .packet_id = 10,
-              .payload = "p"},
+      Publish{.dup = true, .qos = 1, .retain = true, .topic = "t", .packet_id = 10, .payload = "p"},
       w::Hex("3b 06 00 01 74 00 0a 70"));
   add("V311PublishQos2", V::kV311, Publish{.qos = 2, .topic = "t", .packet_id = 0xFFFF},
       w::Hex("34 05 00 01 74 ff ff"));
   add("V311PublishRetainQos0", V::kV311, Publish{.retain = true, .topic = "t", .payload = "x"},
       w::Hex("31 04 00 01 74 78"));
   add("V311PublishDropsProperties", V::kV311,
-      Publish{.qos = 1, .topic = "t", .packet_id = 3, .properties = AllPublishProperties(),
+      Publish{.qos = 1,
+              .topic = "t",
+              .packet_id = 3,
+              .properties = AllPublishProperties(),
               .payload = "x"},
       w::Publish({.level = 4, .qos = 1, .topic = "t", .packet_id = 3, .payload = "x"}),
       Publish{.qos = 1, .topic = "t", .packet_id = 3, .payload = "x"});
@@ -146,7 +148,10 @@ std::vector<EncodeCase> EncodeCases() {
   add("V5PublishQos0NoProperties", V::kV5, Publish{.topic = "a/b", .payload = "hi"},
       w::Hex("30 08 00 03 61 2f 62 00 68 69"));
   add("V5PublishQos1AllProperties", V::kV5,
-      Publish{.qos = 1, .topic = "a/b", .packet_id = 9, .properties = AllPublishProperties(),
+      Publish{.qos = 1,
+              .topic = "a/b",
+              .packet_id = 9,
+              .properties = AllPublishProperties(),
               .payload = "{}"},
       w::Publish({.level = 5,
                   .qos = 1,
@@ -192,8 +197,7 @@ std::vector<EncodeCase> EncodeCases() {
                        w::Cat(w::prop::ReasonString("why"), w::prop::UserProperty("k", "v"))));
     // Success with properties: the reason byte must be written for the properties to follow.
     add("V5" + n + "SuccessWithProperties", V::kV5,
-        PubResponse{a.type, 11, ReasonCode::kSuccess,
-                    Properties{.user_properties = {{"k", "v"}}}},
+        PubResponse{a.type, 11, ReasonCode::kSuccess, Properties{.user_properties = {{"k", "v"}}}},
         w::PubResponse(a.first_byte, 11, 0x00, w::prop::UserProperty("k", "v")));
   }
   add("V5PubackNoMatchingSubscribers", V::kV5,
@@ -204,8 +208,8 @@ std::vector<EncodeCase> EncodeCases() {
   add("V311Suback", V::kV311, Suback{.packet_id = 10, .reason_codes = {0x00, 0x01, 0x80}},
       w::Hex("90 05 00 0a 00 01 80"));
   add("V311SubackDropsProperties", V::kV311,
-      Suback{.packet_id = 10, .properties = Properties{.reason_string = "r"},
-             .reason_codes = {0x02}},
+      Suback{
+          .packet_id = 10, .properties = Properties{.reason_string = "r"}, .reason_codes = {0x02}},
       w::Hex("90 03 00 0a 02"), Suback{.packet_id = 10, .reason_codes = {0x02}});
   add("V31Suback", V::kV31, Suback{.packet_id = 1, .reason_codes = {0x01}},
       w::Hex("90 03 00 01 01"));
@@ -221,15 +225,16 @@ std::vector<EncodeCase> EncodeCases() {
   // ---- UNSUBACK (s3.11): 3.1.1 has only the packet id ----
   add("V311Unsuback", V::kV311, Unsuback{.packet_id = 11}, w::Hex("b0 02 00 0b"));
   add("V311UnsubackDropsReasonCodes", V::kV311,
-      Unsuback{.packet_id = 11, .properties = Properties{.reason_string = "r"},
+      Unsuback{.packet_id = 11,
+               .properties = Properties{.reason_string = "r"},
                .reason_codes = {0x00, 0x11}},
       w::Hex("b0 02 00 0b"), Unsuback{.packet_id = 11});
   add("V31Unsuback", V::kV31, Unsuback{.packet_id = 2}, w::Hex("b0 02 00 02"));
   add("V5Unsuback", V::kV5, Unsuback{.packet_id = 11, .reason_codes = {0x00, 0x11}},
       w::Hex("b0 05 00 0b 00 00 11"));
   add("V5UnsubackWithProperties", V::kV5,
-      Unsuback{.packet_id = 12, .properties = Properties{.reason_string = "no"},
-               .reason_codes = {0x87}},
+      Unsuback{
+          .packet_id = 12, .properties = Properties{.reason_string = "no"}, .reason_codes = {0x87}},
       w::Unsuback(5, 12, {0x87}, w::prop::ReasonString("no")));
 
   // ---- PINGREQ / PINGRESP ----
@@ -252,11 +257,11 @@ std::vector<EncodeCase> EncodeCases() {
   add("V5DisconnectSessionTakenOver", V::kV5, Disconnect{.reason = ReasonCode::kSessionTakenOver},
       w::Hex("e0 01 8e"));
   add("V5DisconnectWithProperties", V::kV5,
-      Disconnect{.reason = ReasonCode::kUseAnotherServer,
-                 .properties = Properties{.server_reference = "other:1883",
-                                          .reason_string = "moved"}},
-      w::Disconnect(0x9C, w::Cat(w::prop::ServerReference("other:1883"),
-                                 w::prop::ReasonString("moved"))));
+      Disconnect{
+          .reason = ReasonCode::kUseAnotherServer,
+          .properties = Properties{.server_reference = "other:1883", .reason_string = "moved"}},
+      w::Disconnect(
+          0x9C, w::Cat(w::prop::ServerReference("other:1883"), w::prop::ReasonString("moved"))));
   add("V5DisconnectNormalWithSessionExpiry", V::kV5,
       Disconnect{.properties = Properties{.session_expiry_interval = 0}},
       w::Disconnect(0x00, w::prop::SessionExpiryInterval(0)));
@@ -322,33 +327,32 @@ std::vector<EncodeCase> EncodeCases() {
               .properties = Properties{.session_expiry_interval = 300,
                                        .receive_maximum = 50,
                                        .user_properties = {{"k", "v"}}}},
-      w::Connect({.level = 5,
-                  .clean_start = true,
-                  .keep_alive = 30,
-                  .properties = w::Cat(w::prop::SessionExpiryInterval(300),
-                                       w::prop::ReceiveMaximum(50),
-                                       w::prop::UserProperty("k", "v")),
-                  .client_id = "v5",
-                  .will = true,
-                  .will_qos = 2,
-                  .will_properties = w::Cat(w::prop::PayloadFormatIndicator(1),
-                                            w::prop::WillDelayInterval(10)),
-                  .will_topic = "lwt",
-                  .will_payload = "gone",
-                  .password = "pw"}));
+      w::Connect(
+          {.level = 5,
+           .clean_start = true,
+           .keep_alive = 30,
+           .properties = w::Cat(w::prop::SessionExpiryInterval(300), w::prop::ReceiveMaximum(50),
+                                w::prop::UserProperty("k", "v")),
+           .client_id = "v5",
+           .will = true,
+           .will_qos = 2,
+           .will_properties =
+               w::Cat(w::prop::PayloadFormatIndicator(1), w::prop::WillDelayInterval(10)),
+           .will_topic = "lwt",
+           .will_payload = "gone",
+           .password = "pw"}));
 
   // ---- SUBSCRIBE / UNSUBSCRIBE (client to server) ----
   add("V311Subscribe", V::kV311,
       Subscribe{.packet_id = 10, .subscriptions = {{.filter = "a/b", .max_qos = 1}}},
       w::Hex("82 08 00 0a 00 03 61 2f 62 01"));
   add("V5SubscribeOptions", V::kV5,
-      Subscribe{.packet_id = 2,
-                .properties = Properties{.subscription_identifiers = {42}},
-                .subscriptions = {{.filter = "a", .max_qos = 1, .no_local = true},
-                                  {.filter = "b",
-                                   .max_qos = 2,
-                                   .retain_as_published = true,
-                                   .retain_handling = 2}}},
+      Subscribe{
+          .packet_id = 2,
+          .properties = Properties{.subscription_identifiers = {42}},
+          .subscriptions =
+              {{.filter = "a", .max_qos = 1, .no_local = true},
+               {.filter = "b", .max_qos = 2, .retain_as_published = true, .retain_handling = 2}}},
       w::Subscribe(5, 2, {{"a", 0x05}, {"b", 0x2A}}, w::prop::SubscriptionIdentifier(42)));
   add("V311Unsubscribe", V::kV311, Unsubscribe{.packet_id = 3, .filters = {"a/b", "c"}},
       w::Unsubscribe(4, 3, {"a/b", "c"}));
@@ -434,9 +438,9 @@ TEST(EncoderTest, RemainingLengthBoundaries) {
     uint32_t remaining;
     const char* vbi;
   };
-  const Boundary boundaries[] = {{0 + 5, "05"},        {127, "7f"},        {128, "80 01"},
-                                 {16383, "ff 7f"},     {16384, "80 80 01"}, {2097151, "ff ff 7f"},
-                                 {2097152, "80 80 80 01"}};
+  const Boundary boundaries[] = {
+      {0 + 5, "05"},       {127, "7f"},           {128, "80 01"},          {16383, "ff 7f"},
+      {16384, "80 80 01"}, {2097151, "ff ff 7f"}, {2097152, "80 80 80 01"}};
   for (const Boundary& b : boundaries) {
     SCOPED_TRACE(b.remaining);
     // Topic "top" takes 5 bytes of the remaining length.
@@ -444,8 +448,8 @@ TEST(EncoderTest, RemainingLengthBoundaries) {
     w::Bytes got = EncodeBytes(p, V::kV311);
     w::Bytes vbi = w::Hex(b.vbi);
     ASSERT_GE(got.size(), 1 + vbi.size());
-    EXPECT_EQ(w::ToHex(w::Bytes(got.begin() + 1, got.begin() + 1 + static_cast<std::ptrdiff_t>(
-                                                                    vbi.size()))),
+    EXPECT_EQ(w::ToHex(w::Bytes(got.begin() + 1,
+                                got.begin() + 1 + static_cast<std::ptrdiff_t>(vbi.size()))),
               w::ToHex(vbi));
     EXPECT_EQ(got.size(), 1 + vbi.size() + b.remaining);
     EXPECT_EQ(EncodedSize(p, V::kV311), got.size());
