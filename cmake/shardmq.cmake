@@ -2,6 +2,16 @@
 include(CMakeParseArguments)
 
 set(SHARDMQ_WARNINGS -Wall -Wextra -Wno-unused-parameter)
+
+# -DSHARDMQ_SANITIZE=address (ASan + UBSan) or thread (TSan).
+set(SHARDMQ_SANITIZE "" CACHE STRING "Sanitizer: address or thread")
+if(SHARDMQ_SANITIZE STREQUAL "address")
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+elseif(SHARDMQ_SANITIZE STREQUAL "thread")
+  add_compile_options(-fsanitize=thread -Wno-tsan)
+  add_link_options(-fsanitize=thread)
+endif()
 if(SHARDMQ_WERROR)
   list(APPEND SHARDMQ_WARNINGS -Werror)
 endif()

@@ -184,7 +184,10 @@ void WorkerCore::ConnectAttempt(std::shared_ptr<ConnectionHandler> handler,
   }
   // The session is on this worker.
   Session* s = FindSession(cid);
-  if (s != nullptr && s->online()) s->connection()->Kick(codec::ReasonCode::kSessionTakenOver);
+  if (s != nullptr && s->online()) {
+    s->connection()->Kick(codec::ReasonCode::kSessionTakenOver);
+    s = FindSession(cid);  // a session with expiry 0 ended with its connection
+  }
   bool present = s != nullptr;
   if (s != nullptr && request.clean_start) {
     EndSession(*s);
@@ -221,7 +224,7 @@ void WorkerCore::FinishConnect(std::shared_ptr<ConnectionHandler> handler, Sessi
     if (FindSession(cid) != nullptr) {
       broker_.Settle(cid, index());
     } else {
-      broker_.Release(cid, index());
+      broker_.ReleaseClaim(cid, index());
     }
   }
 }
@@ -239,7 +242,14 @@ void WorkerCore::DetachForMove(const std::string& client_id, int to, bool clean_
     PostTo(to, arrive(nullptr));
     return;
   }
-  if (s->online()) s->connection()->Kick(codec::ReasonCode::kSessionTakenOver);
+  if (s->online()) {
+    s->connection()->Kick(codec::ReasonCode::kSessionTakenOver);
+    s = FindSession(client_id);  // a session with expiry 0 ended with its connection
+    if (s == nullptr) {
+      PostTo(to, arrive(nullptr));
+      return;
+    }
+  }
   if (clean_start) {
     EndSession(*s);
     PostTo(to, arrive(nullptr));
@@ -299,7 +309,7 @@ void WorkerCore::LocationAck(const std::string& client_id) {
 void WorkerCore::MoveComplete(const std::string& client_id) {
   Session* s = FindSession(client_id);
   if (s == nullptr || !s->moving_in) {
-    broker_.Release(client_id, index());
+    broker_.ReleaseClaim(client_id, index());  // the session ended while moving in
     return;
   }
   s->moving_in = false;
@@ -390,6 +400,15 @@ void BrokerCore::Settle(const std::string& client_id, int worker) {
 }
 
 void BrokerCore::Release(const std::string& client_id, int worker) {
+  std::lock_guard lock(dir_mu_);
+  auto it = directory_.find(client_id);
+  // A busy entry belongs to a connect in progress, which settles or releases it itself.
+  if (it != directory_.end() && it->second.worker == worker && !it->second.busy) {
+    directory_.erase(it);
+  }
+}
+
+void BrokerCore::ReleaseClaim(const std::string& client_id, int worker) {
   std::lock_guard lock(dir_mu_);
   auto it = directory_.find(client_id);
   if (it != directory_.end() && it->second.worker == worker) directory_.erase(it);

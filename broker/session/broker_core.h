@@ -171,8 +171,10 @@ class BrokerCore {
   ClaimResult Claim(const std::string& client_id, int by, int* from);
   // Marks the entry settled at `worker` (connect finished).
   void Settle(const std::string& client_id, int worker);
-  // Removes the entry if it is settled at `worker`.
+  // Removes the entry if it is settled at `worker` (a session ended).
   void Release(const std::string& client_id, int worker);
+  // Removes the entry claimed by `worker`, busy or not (a connect that ends without a session).
+  void ReleaseClaim(const std::string& client_id, int worker);
 
   // Totals over all workers.
   struct Totals {

@@ -458,8 +458,8 @@ TEST_F(LimitedRetainedTest, ExpiredRemovalFreesRoom) {
 // another thread reads. Meant for the tsan preset; under a normal build it checks the end state.
 
 TEST_F(MemoryStorageTest, ConcurrentPutRemoveOnDifferentSessions) {
-  constexpr int kThreads = 4;
-  constexpr uint64_t kOps = 2000;
+  static constexpr int kThreads = 4;
+  static constexpr uint64_t kOps = 2000;
   std::vector<std::thread> threads;
   threads.reserve(kThreads + 1);
   for (int t = 0; t < kThreads; ++t) {
@@ -468,7 +468,9 @@ TEST_F(MemoryStorageTest, ConcurrentPutRemoveOnDifferentSessions) {
       for (uint64_t seq = 1; seq <= kOps; ++seq) {
         EXPECT_OK(queues().Put(cid, seq, MakeEntry("t", 1)));
         // Keep every odd seq; remove every even one right away.
-        if (seq % 2 == 0) EXPECT_OK(queues().Remove(cid, seq));
+        if (seq % 2 == 0) {
+          EXPECT_OK(queues().Remove(cid, seq));
+        }
         EXPECT_OK(queues().SetIncomingQos2(cid, static_cast<uint16_t>(seq % 100), seq % 3 == 0));
         if (seq % 250 == 0) {
           records::Session s;
@@ -488,7 +490,9 @@ TEST_F(MemoryStorageTest, ConcurrentPutRemoveOnDifferentSessions) {
         const std::string cid = "client-" + std::to_string(t);
         auto entries = queues().Load(cid);
         EXPECT_OK(entries);
-        if (entries.ok()) EXPECT_LE(entries->size(), kOps);
+        if (entries.ok()) {
+          EXPECT_LE(entries->size(), kOps);
+        }
         EXPECT_OK(queues().LoadIncomingQos2(cid));
       }
       EXPECT_OK(sessions().LoadAll());
