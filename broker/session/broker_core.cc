@@ -346,7 +346,6 @@ void WorkerCore::EndSession(Session& session) {
   });
   if (session.persistent()) {
     broker_.storage().sessions().Delete(cid).IgnoreError();  // in-memory: cannot fail
-    broker_.storage().queues().Clear(cid).IgnoreError();
   }
   bool moving = session.moving_in;
   sessions_.erase(cid);

@@ -14,15 +14,18 @@ namespace {
 
 class MemorySessionStore final : public SessionStore {
  public:
+  explicit MemorySessionStore(MessageQueue& queues) : queues_(queues) {}
   absl::Status Save(const records::Session& record) override {
     std::lock_guard lock(mu_);
     sessions_[record.client_id()] = record;
     return absl::OkStatus();
   }
   absl::Status Delete(std::string_view client_id) override {
-    std::lock_guard lock(mu_);
-    sessions_.erase(std::string(client_id));
-    return absl::OkStatus();
+    {
+      std::lock_guard lock(mu_);
+      sessions_.erase(std::string(client_id));
+    }
+    return queues_.Clear(client_id);  // the contract: everything stored for the session
   }
   absl::StatusOr<records::Session> Load(std::string_view client_id) override {
     std::lock_guard lock(mu_);
@@ -39,6 +42,7 @@ class MemorySessionStore final : public SessionStore {
   }
 
  private:
+  MessageQueue& queues_;
   std::mutex mu_;
   std::unordered_map<std::string, records::Session> sessions_;
 };
@@ -145,14 +149,15 @@ class MemoryRetainedStore final : public RetainedStore {
 
 class MemoryStorage final : public Storage {
  public:
-  explicit MemoryStorage(const StorageLimits& limits) : retained_(limits.max_retained_messages) {}
+  explicit MemoryStorage(const StorageLimits& limits)
+      : sessions_(queues_), retained_(limits.max_retained_messages) {}
   SessionStore& sessions() override { return sessions_; }
   MessageQueue& queues() override { return queues_; }
   RetainedStore& retained() override { return retained_; }
 
  private:
+  MemoryMessageQueue queues_;  // before sessions_, which refers to it
   MemorySessionStore sessions_;
-  MemoryMessageQueue queues_;
   MemoryRetainedStore retained_;
 };
 

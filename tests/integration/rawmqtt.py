@@ -580,7 +580,8 @@ class RawClient:
 
     def recv(self, timeout=None):
         """Next packet from the broker. Raises Timeout or Closed."""
-        deadline = time.time() + (self.timeout if timeout is None else timeout)
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.time() + timeout
         while True:
             p = self._try_parse()
             if p is not None:
@@ -589,9 +590,7 @@ class RawClient:
             if not self._fill(deadline):
                 if self.eof:
                     raise Closed("connection closed by broker")
-                raise Timeout("no packet within %.1fs" % (deadline - time.time() +
-                                                          (self.timeout if timeout is None
-                                                           else timeout)))
+                raise Timeout("no packet within %.1fs" % timeout)
 
     def try_recv(self, timeout=0.3):
         """Next packet or None if nothing arrives within timeout (Closed still raises)."""
@@ -641,7 +640,8 @@ class RawClient:
         return d
 
     def is_closed(self, timeout=0.2):
-        """Non-consuming-ish check: True if closed within timeout (packets are still read)."""
+        """True if the broker closes the connection within timeout. Packets that arrive
+        meanwhile are consumed (kept in self.received / self.before_close)."""
         return self.wait_closed(timeout)
 
     def close(self):

@@ -1,4 +1,4 @@
-"""CLI and process contract: --help/--version, ready file, signals, config validation, admin HTTP."""
+"""CLI and process contract: --help/--version, ready file, signals, config checks, admin HTTP."""
 import json
 import os
 import re

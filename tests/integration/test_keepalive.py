@@ -2,7 +2,7 @@
 Server Keep Alive (v5) / cap (3.1.1) from mqtt.max_keepalive."""
 import time
 
-from conftest import TIMEOUT, Client, PacketTypes, props
+from conftest import Client
 import rawmqtt as R
 from rawmqtt import RawClient
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import rawmqtt as R
-from rawmqtt import RawClient, make_packet, u16, utf8, varint
+from rawmqtt import RawClient, make_packet, u16, utf8
 
 MALFORMED, PROTOCOL = R.RC_MALFORMED, R.RC_PROTOCOL_ERROR
 

@@ -3,8 +3,6 @@ while queued, DUP resend, QoS 2 exactly once across reconnects, session takeover
 import subprocess
 import time
 
-import pytest
-
 from conftest import TIMEOUT, Client, PacketTypes, mosquitto_version_flag, props
 import rawmqtt as R
 from rawmqtt import RawClient
@@ -487,4 +485,67 @@ def test_repeated_takeovers(broker, version):
     pub.publish_qos("flap/t", b"last", qos=1)
     p = clients[-1].expect(R.PUBLISH)
     assert p.payload == b"last"
+    pub.disconnect()
+
+
+# ------------------------------------------------------------------ queue limits and windows
+def test_queued_delivery_respects_receive_maximum(broker_factory, version):
+    """The offline queue is replayed through the in-flight window (v5 Receive Maximum of the
+    new connection; 3.1.1 mqtt.max_inflight_out), not dumped all at once."""
+    b = broker_factory({"mqtt": {"max_inflight_out": 2 if version != "5" else 50}})
+    props_ = {"ReceiveMaximum": 2} if version == "5" else {}
+    sub, _ = raw_session(b, version, "qwin")
+    sub.subscribe([("qwin/t", 1)])
+    sub.disconnect()
+    pub = publisher(b)
+    for i in range(6):
+        pub.publish_qos("qwin/t", b"w%d" % i, qos=1)
+    sub = RawClient(b.port, version)
+    p = dict(props_, SessionExpiryInterval=60) if version == "5" else None
+    ack = sub.connect("qwin", clean=False, props=p)
+    assert ack.session_present is True
+    got = []
+    while len(got) < 6:
+        batch = [x for x in sub.recv_all(0.4) if x.type == R.PUBLISH]
+        assert batch, "delivery stalled after %d messages" % len(got)
+        assert len(batch) <= 2, "%d unacknowledged PUBLISHes sent, window is 2" % len(batch)
+        for x in batch:
+            sub.puback(x.packet_id)
+        got += [x.payload for x in batch]
+    assert got == [b"w%d" % i for i in range(6)]
+    pub.disconnect()
+
+
+def test_offline_queue_limit(broker_factory, version):
+    b = broker_factory({"mqtt": {"max_queued_messages": 5}})
+    sub, _ = raw_session(b, version, "qlim")
+    sub.subscribe([("qlim/t", 1)])
+    sub.disconnect()
+    pub = publisher(b)
+    for i in range(12):
+        pub.publish_qos("qlim/t", b"%02d" % i, qos=1)
+    sub, ack = raw_session(b, version, "qlim")
+    assert ack.session_present is True
+    got = [p.payload for p in sub.collect_publishes(5)]
+    got += [p.payload for p in sub.recv_all(0.6) if p.type == R.PUBLISH]
+    assert len(got) == 5, "max_queued_messages=5 but %d queued: %r" % (len(got), got)
+    assert got == sorted(got), "queue order broken: %r" % got
+    # The session still works normally after the overflow.
+    pub.publish_qos("qlim/t", b"live", qos=1)
+    assert sub.collect_publishes(1)[0].payload == b"live"
+    pub.disconnect()
+
+
+def test_v5_assigned_client_id_session_can_be_resumed(broker):
+    raw = RawClient(broker.port, 5)
+    ack = raw.connect("", clean=True, props={"SessionExpiryInterval": 60})
+    cid = ack.props.get("AssignedClientIdentifier")
+    assert cid
+    raw.subscribe([("assigned/resume", 1)])
+    raw.disconnect()
+    pub = publisher(broker)
+    pub.publish_qos("assigned/resume", b"for-assigned", qos=1)
+    raw, ack = raw_session(broker, "5", cid)
+    assert ack.session_present is True
+    assert raw.collect_publishes(1)[0].payload == b"for-assigned"
     pub.disconnect()

@@ -139,10 +139,8 @@ TEST_F(MemoryStorageTest, SessionDelete) {
 }
 
 // storage/session_store.h: Delete "deletes the session and everything stored for it (queue,
-// in-flight state)". The in-memory store only drops the session record; the broker compensates
-// by also calling queues().Clear() (broker_core.cc), so this is a contract mismatch rather than a
-// live bug. Enable once the implementation or the header is fixed.
-TEST_F(MemoryStorageTest, DISABLED_SessionDeleteAlsoDropsQueueAndIncomingQos2) {
+// in-flight state)".
+TEST_F(MemoryStorageTest, SessionDeleteAlsoDropsQueueAndIncomingQos2) {
   ASSERT_OK(sessions().Save(MakeSession("c1")));
   ASSERT_OK(queues().Put("c1", 1, MakeEntry("t", 1)));
   ASSERT_OK(queues().SetIncomingQos2("c1", 9, true));

@@ -163,7 +163,10 @@ TEST(ConfigTest, MalformedJsonOrWrongTypeIsAnError) {
            R"({"workers": -1})",
            R"({"workers": 1.5})",
            R"({"mqtt": {"max_packet_size": 4294967296}})",  // > uint32
-           R"({"mqtt": {"allow_zero_keepalive": "yes"}})",
+           // (protobuf 3.21 accepts the strings "true"/"false"/"yes"/"no"/... for bools)
+           R"({"mqtt": {"allow_zero_keepalive": "banana"}})",
+           R"({"mqtt": {"allow_zero_keepalive": 1}})",
+           R"({"mqtt": {"max_packet_size": true}})",
            R"({"mqtt": "127.0.0.1:1883"})",
            R"({"log_level": 3})",
        }) {
