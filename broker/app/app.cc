@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "broker/session/connection_handler.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "storage/retained_index.h"
 #include "storage/storage.h"
 
 namespace shardmq::broker::app {
@@ -107,13 +109,27 @@ int Run(const Flags& flags) {
     SHARDMQ_LOG(ERROR) << st.message();
     return 1;
   }
-  // TODO(#3): RocksDB storage in data_dir. Until then sessions, queues and retained messages
-  // live in memory and do not survive a restart.
-  storage::StorageLimits limits;
-  limits.max_retained_messages = cfg.mqtt().max_retained_messages();
-  std::unique_ptr<storage::Storage> storage = storage::CreateInMemoryStorage(limits);
-  SHARDMQ_LOG(WARNING) << "storage: in memory only (durable RocksDB storage is not built yet); "
-                          "nothing survives a restart";
+  storage::StorageOptions storage_options;
+  storage_options.data_dir = cfg.data_dir();
+  storage_options.durability = cfg.storage().durability() == "fsync"
+                                   ? storage::Durability::kFsync
+                                   : storage::Durability::kWal;
+  storage_options.partitions = cfg.storage().partitions();
+  auto opened = storage::OpenRocksStorage(storage_options);
+  if (!opened.ok()) {
+    SHARDMQ_LOG(ERROR) << "cannot open data directory " << cfg.data_dir() << ": "
+                       << opened.status().message();
+    return 1;
+  }
+  std::unique_ptr<storage::Storage> storage = std::move(*opened);
+  auto snapshot = storage->Load();
+  if (!snapshot.ok()) {
+    SHARDMQ_LOG(ERROR) << "cannot read data directory " << cfg.data_dir() << ": "
+                       << snapshot.status().message();
+    return 1;
+  }
+  storage::RetainedIndex retained(storage::RetainedIndex::Limits{
+      cfg.mqtt().max_retained_messages(), cfg.mqtt().max_retained_payload()});
 
   int nworkers = static_cast<int>(cfg.workers());
   if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
@@ -123,8 +139,9 @@ int Run(const Flags& flags) {
     workers.push_back(std::make_unique<net::Worker>(i));
     worker_ptrs.push_back(workers.back().get());
   }
-  auto core = std::make_unique<session::BrokerCore>(cfg, *storage, SystemClock::Instance(),
-                                                    worker_ptrs);
+  auto core = std::make_unique<session::BrokerCore>(cfg, *storage, retained,
+                                                    SystemClock::Instance(), worker_ptrs);
+  core->Recover(std::move(*snapshot));
   net::Listener listener(
       worker_ptrs,
       [&core](net::Transport& transport, net::Worker& worker) {
@@ -150,6 +167,10 @@ int Run(const Flags& flags) {
     return 1;
   }
 
+  for (int i = 0; i < nworkers; ++i) {
+    session::WorkerCore& wc = core->core(i);
+    wc.worker().Post([&wc] { wc.StartExpirySweeper(std::chrono::seconds(30)); });
+  }
   for (auto& w : workers) w->Start();
   listener.Start();
   core->StartSysTopics();
@@ -174,12 +195,26 @@ int Run(const Flags& flags) {
   core->core(0).worker().Post([&core] { core->StopSysTopics(); });
   for (int i = 0; i < nworkers; ++i) {
     session::WorkerCore& wc = core->core(i);
-    wc.worker().Post([&wc] { wc.CloseAll(); });
+    wc.worker().Post([&wc] {
+      wc.StopExpirySweeper();
+      wc.CloseAll();
+    });
   }
   // Give the connections a moment to flush their DISCONNECT packets.
   for (int i = 0; i < 100 && core->GetTotals().connections_open > 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  // Commit what the workers still hold, wait for it, then close the storage.
+  for (int i = 0; i < nworkers; ++i) {
+    session::WorkerCore& wc = core->core(i);
+    std::promise<void> flushed;
+    wc.worker().Post([&wc, &flushed] {
+      wc.CommitPending();
+      flushed.set_value();
+    });
+    flushed.get_future().wait();
+  }
+  storage->Close();
   for (auto& w : workers) w->Stop();
   for (auto& w : workers) w->Join();
   admin.Stop();

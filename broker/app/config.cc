@@ -10,6 +10,7 @@
 
 #include "common/host_port.h"
 #include "common/log.h"
+#include "common/topic.h"
 
 namespace shardmq::broker::app {
 
@@ -60,6 +61,10 @@ void ApplyDefaults(config::Config* c) {
   if (!m->has_sys_interval()) m->set_sys_interval(10);
   if (!m->has_connect_timeout()) m->set_connect_timeout(10);
   if (!m->has_max_retained_messages()) m->set_max_retained_messages(1000000);
+  if (!m->has_max_retained_payload()) m->set_max_retained_payload(1048576);
+  config::StorageConfig* st = c->mutable_storage();
+  if (!st->has_durability()) st->set_durability("wal");
+  if (!st->has_partitions()) st->set_partitions(256);
   config::AdminConfig* a = c->mutable_admin();
   if (!a->has_listen()) a->set_listen("127.0.0.1:8080");
 }
@@ -102,6 +107,22 @@ absl::Status ValidateConfig(const config::Config& c) {
   SHARDMQ_RETURN_IF_ERROR(Range("mqtt.max_queued_messages", m.max_queued_messages(), 1, 10000000));
   SHARDMQ_RETURN_IF_ERROR(Range("mqtt.connect_timeout", m.connect_timeout(), 1, 3600));
   SHARDMQ_RETURN_IF_ERROR(Range("mqtt.sys_interval", m.sys_interval(), 0, 86400));
+  for (int i = 0; i < m.latest_only_filters_size(); ++i) {
+    const std::string& f = m.latest_only_filters(i);
+    if (!topic::IsValidFilter(f)) {
+      return absl::InvalidArgumentError("config field mqtt.latest_only_filters[" +
+                                        std::to_string(i) + "] = \"" + f +
+                                        "\" is not a valid topic filter");
+    }
+  }
+  const config::StorageConfig& st = c.storage();
+  if (st.has_durability() && st.durability() != "wal" && st.durability() != "fsync") {
+    return absl::InvalidArgumentError("config field storage.durability = \"" + st.durability() +
+                                      "\" is not one of wal, fsync");
+  }
+  if (st.has_partitions()) {
+    SHARDMQ_RETURN_IF_ERROR(Range("storage.partitions", st.partitions(), 1, 65536));
+  }
   return absl::OkStatus();
 }
 

@@ -65,7 +65,8 @@ std::vector<MetricFamily> BrokerCollector::Collect() const {
                             {"qos0_offline", &WorkerStats::dropped_qos0_offline},
                             {"qos0_backpressure", &WorkerStats::dropped_qos0_backpressure},
                             {"expired", &WorkerStats::dropped_expired},
-                            {"too_large", &WorkerStats::dropped_too_large}};
+                            {"too_large", &WorkerStats::dropped_too_large},
+                            {"superseded", &WorkerStats::dropped_superseded}};
   for (const Reason& reason : reasons) {
     double total = 0;
     for (int w = 0; w < core_.worker_count(); ++w) total += r(core_.core(w).stats().*reason.field);
@@ -76,12 +77,30 @@ std::vector<MetricFamily> BrokerCollector::Collect() const {
   }
   out.push_back(std::move(dropped));
 
+  MetricFamily rejected;
+  rejected.name = "shardmq_broker_retained_rejected_total";
+  rejected.help = "Retained publishes delivered but not retained, by limit.";
+  rejected.type = MetricType::Counter;
+  const Reason rejected_reasons[] = {{"count", &WorkerStats::retained_rejected_count},
+                                     {"size", &WorkerStats::retained_rejected_size}};
+  for (const Reason& reason : rejected_reasons) {
+    double total = 0;
+    for (int w = 0; w < core_.worker_count(); ++w) total += r(core_.core(w).stats().*reason.field);
+    ClientMetric m;
+    m.label.push_back({"reason", reason.name});
+    m.counter.value = total;
+    rejected.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(rejected));
+  family("shardmq_storage_write_errors_total", "Storage commits that failed.",
+         MetricType::Counter, [&](WorkerStats& s) { return r(s.storage_errors); });
+
   MetricFamily retained;
   retained.name = "shardmq_broker_retained_messages";
   retained.help = "Retained messages stored.";
   retained.type = MetricType::Gauge;
   ClientMetric rm;
-  rm.gauge.value = static_cast<double>(core_.storage().retained().Count());
+  rm.gauge.value = static_cast<double>(core_.retained().Count());
   retained.metric.push_back(std::move(rm));
   out.push_back(std::move(retained));
   return out;

@@ -15,6 +15,7 @@
 #include "broker/session/connection_handler.h"
 #include "broker/session/session.h"
 #include "broker/session/sys_topics.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/topic.h"
 
@@ -48,21 +49,111 @@ Session& WorkerCore::CreateSession(const std::string& client_id) {
   return ref;
 }
 
-void WorkerCore::Publish(MessagePtr message) {
-  if (message->retain) {
-    records::Message rec = ToRecord(*message);
-    absl::Status st = broker_.storage().retained().Set(rec);
-    if (!st.ok()) SHARDMQ_LOG(WARNING) << "retained message not stored: " << st;
-  }
+void WorkerCore::Publish(std::shared_ptr<Message> message) {
+  if (message->retain) UpdateRetained(*message);
   std::vector<Delivery> deliveries;
   routes_.Match(message, &deliveries);
+  // QoS 1/2 deliveries to persistent sessions are stored (one body, one entry per session) in
+  // this worker's batch, so the publisher's acknowledgement can wait for them.
+  int durable = 0;
+  for (Delivery& d : deliveries) {
+    if (d.qos == 0) continue;
+    const SessionLocation* loc = routes_.Location(d.client_id);
+    if (loc != nullptr && loc->persistent && loc->gen == d.session_gen) {
+      d.durable = true;
+      ++durable;
+    }
+  }
+  if (durable > 0) {
+    message->id = broker_.NextMessageId();
+    message->durable_refs.store(durable, std::memory_order_relaxed);
+    storage::Batch& b = batch();
+    b.PutMessage(message->id, ToRecord(*message));
+    for (const Delivery& d : deliveries) {
+      if (!d.durable) continue;
+      records::QueueEntry e;
+      e.set_message_id(message->id);
+      e.set_qos(d.qos);
+      e.set_retain(d.retain);
+      for (uint32_t id : d.subscription_ids) e.add_subscription_ids(id);
+      b.PutQueued(d.client_id, message->id, e);
+    }
+  }
   Dispatch(deliveries);
+}
+
+void WorkerCore::UpdateRetained(const Message& message) {
+  const config::MqttConfig& cfg = broker_.mqtt();
+  if (message.payload.empty()) {
+    records::Message rec;
+    rec.set_topic(message.topic);
+    broker_.retained().Set(rec).IgnoreError();  // clearing cannot exceed a limit
+    batch().DeleteRetained(message.topic);
+    return;
+  }
+  if (cfg.max_retained_payload() != 0 && message.payload.size() > cfg.max_retained_payload()) {
+    stats_.Add(stats_.retained_rejected_size);
+    return;
+  }
+  records::Message rec = ToRecord(message);
+  if (!broker_.retained().Set(rec).ok()) {
+    stats_.Add(stats_.retained_rejected_count);
+    return;
+  }
+  // $SYS statistics are regenerated after a restart: not worth a write every interval.
+  if (message.topic.rfind("$SYS/", 0) == 0) return;
+  batch().PutRetained(rec);
+}
+
+storage::Batch& WorkerCore::batch() {
+  ScheduleFlush();
+  return batch_;
+}
+
+void WorkerCore::AfterCommit(absl::AnyInvocable<void(const absl::Status&)> fn) {
+  after_commit_.push_back(std::move(fn));
+  ScheduleFlush();
+}
+
+void WorkerCore::ReleaseStored(const std::string& client_id, const Message& message) {
+  batch().DeleteEntry(client_id, message.id);
+  if (message.durable_refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    batch().DeleteMessage(message.topic, message.id);
+  }
+}
+
+void WorkerCore::CommitPending() {
+  if (batch_.empty() && after_commit_.empty()) return;
+  std::vector<absl::AnyInvocable<void(const absl::Status&)>> callbacks;
+  callbacks.swap(after_commit_);
+  if (batch_.empty() && inflight_commits_ == 0) {
+    // Nothing to write and nothing earlier still in flight: order is already kept.
+    for (auto& cb : callbacks) cb(absl::OkStatus());
+    return;
+  }
+  storage::Batch b = std::move(batch_);
+  batch_ = storage::Batch();
+  ++inflight_commits_;
+  broker_.storage().Commit(
+      std::move(b), [this, callbacks = std::move(callbacks)](absl::Status st) mutable {
+        worker_.Post([this, st = std::move(st), callbacks = std::move(callbacks)]() mutable {
+          --inflight_commits_;
+          if (!st.ok()) {
+            stats_.Add(stats_.storage_errors);
+            SHARDMQ_LOG(ERROR) << "storage write failed: " << st;
+          }
+          for (auto& cb : callbacks) cb(st);
+        });
+      });
 }
 
 void WorkerCore::Dispatch(std::vector<Delivery>& deliveries) {
   for (Delivery& d : deliveries) {
     const SessionLocation* loc = routes_.Location(d.client_id);
-    if (loc == nullptr) continue;  // the session has ended
+    if (loc == nullptr) {  // the session has ended
+      if (d.durable) ReleaseStored(d.client_id, *d.message);
+      continue;
+    }
     if (loc->worker == index()) {
       DeliverLocal(std::move(d));
     } else {
@@ -82,7 +173,11 @@ void WorkerCore::DeliverLocal(Delivery&& d) {
   Session* s = FindSession(d.client_id);
   if (s == nullptr) {
     auto p = pending_connects_.find(d.client_id);
-    if (p != pending_connects_.end() && !d.forwarded) p->second.held.push_back(std::move(d));
+    if (p != pending_connects_.end() && !d.forwarded) {
+      p->second.held.push_back(std::move(d));
+    } else if (d.durable) {
+      ReleaseStored(d.client_id, *d.message);
+    }
     return;
   }
   if (s->moving_in && !d.forwarded) {
@@ -102,11 +197,16 @@ void WorkerCore::ScheduleFlush() {
 }
 
 void WorkerCore::FlushOutboxes() {
+  CommitPending();
   for (int t = 0; t < static_cast<int>(outbox_.size()); ++t) FlushOutbox(t);
 }
 
 void WorkerCore::FlushOutbox(int target) {
   if (outbox_[target].empty()) return;
+  // The stored queue entries of these deliveries must reach the storage queue before anything
+  // the target worker writes about them (e.g. moving them to in-flight): commits are applied in
+  // the order they are issued.
+  if (!batch_.empty()) CommitPending();
   std::vector<Delivery> batch;
   batch.swap(outbox_[target]);
   WorkerCore& tc = broker_.core(target);
@@ -150,7 +250,8 @@ void WorkerCore::Broadcast(std::function<void(WorkerCore&)> fn, absl::AnyInvocab
 }
 
 void WorkerCore::AnnounceLocation(Session& session, absl::AnyInvocable<void()> done) {
-  SessionLocation loc{index(), session.online(), session.gen(), session.NextLocationVersion()};
+  SessionLocation loc{index(), session.online(), session.persistent(), session.gen(),
+                      session.NextLocationVersion()};
   std::string cid = session.client_id();
   Broadcast([cid, loc](WorkerCore& w) { w.routes().SetLocation(cid, loc); }, std::move(done));
 }
@@ -286,7 +387,7 @@ void WorkerCore::SessionArrived(const std::string& client_id, int from,
   ref.moving_in = true;
   ref.held = std::move(pc.held);
   // Broadcast the new location; every worker acknowledges to the old worker (see top).
-  SessionLocation loc{index(), true, ref.gen(), ref.NextLocationVersion()};
+  SessionLocation loc{index(), true, ref.persistent(), ref.gen(), ref.NextLocationVersion()};
   int n = broker_.worker_count();
   for (int t = 0; t < n; ++t) {
     PostTo(t, [client_id, loc, from](WorkerCore& w) {
@@ -344,9 +445,7 @@ void WorkerCore::EndSession(Session& session) {
     for (const auto& r : removals) w.routes().Remove(cid, r.group, r.filter, gen);
     w.routes().RemoveLocation(cid, gen);
   });
-  if (session.persistent()) {
-    broker_.storage().sessions().Delete(cid).IgnoreError();  // in-memory: cannot fail
-  }
+  session.DropStored();  // deletes its records and releases stored message bodies
   bool moving = session.moving_in;
   sessions_.erase(cid);
   stats_.sessions.fetch_sub(1, std::memory_order_relaxed);
@@ -365,6 +464,17 @@ void WorkerCore::UnregisterConnection(ConnectionHandler* handler) {
   }
 }
 
+void WorkerCore::StartExpirySweeper(std::chrono::milliseconds interval) {
+  sweeper_ = std::make_unique<boost::asio::steady_timer>(worker_.io());
+  sweeper_->expires_after(interval);
+  sweeper_->async_wait([this, interval](const boost::system::error_code& ec) {
+    if (ec || !sweeper_) return;
+    const int64_t now = broker_.clock().NowMs();
+    for (auto& [cid, s] : sessions_) s->SweepExpired(now);
+    StartExpirySweeper(interval);
+  });
+}
+
 void WorkerCore::CloseAll() {
   std::vector<ConnectionHandler*> all = connections_;
   for (ConnectionHandler* h : all) h->Kick(codec::ReasonCode::kServerShuttingDown);
@@ -372,11 +482,84 @@ void WorkerCore::CloseAll() {
 
 // ---------------------------------------------------------------- BrokerCore
 
-BrokerCore::BrokerCore(const config::Config& config, storage::Storage& storage, const Clock& clock,
+BrokerCore::BrokerCore(const config::Config& config, storage::Storage& storage,
+                       storage::RetainedIndex& retained, const Clock& clock,
                        std::vector<net::Worker*> workers)
-    : config_(config), storage_(storage), clock_(clock), started_at_ms_(clock.NowMs()) {
+    : config_(config),
+      storage_(storage),
+      retained_(retained),
+      clock_(clock),
+      started_at_ms_(clock.NowMs()) {
   for (net::Worker* w : workers) cores_.push_back(std::make_unique<WorkerCore>(*this, *w));
   for (auto& c : cores_) c->outbox_.resize(cores_.size());
+  for (const std::string& f : config.mqtt().latest_only_filters()) latest_only_filters_.push_back(f);
+}
+
+bool BrokerCore::LatestOnly(std::string_view topic) const {
+  for (const std::string& f : latest_only_filters_) {
+    if (topic::Matches(f, topic)) return true;
+  }
+  return false;
+}
+
+void BrokerCore::Recover(storage::Snapshot snapshot) {
+  const int64_t now = clock_.NowMs();
+  if (snapshot.max_message_id >= next_message_id_.load()) {
+    next_message_id_.store(snapshot.max_message_id + 1);
+  }
+  for (const records::Message& r : snapshot.retained) retained_.Set(r).IgnoreError();  // as before
+  // One shared body per stored message, with its reference count.
+  absl::flat_hash_map<uint64_t, std::shared_ptr<Message>> bodies;
+  for (auto& [id, rec] : snapshot.messages) {
+    auto m = std::make_shared<Message>(FromRecord(rec));
+    m->id = id;
+    bodies[id] = std::move(m);
+  }
+  size_t entries = 0;
+  for (storage::StoredSession& stored : snapshot.sessions) {
+    const std::string cid = stored.session.client_id();
+    int w = static_cast<int>(Hash64(cid) % cores_.size());
+    WorkerCore& wc = *cores_[w];
+    Session& s = wc.CreateSession(cid);
+    entries += stored.entries.size();
+    s.Restore(stored, bodies, now);
+    {
+      std::lock_guard lock(dir_mu_);
+      directory_[cid] = DirEntry{w, false};
+    }
+    wc.stats().subscriptions.fetch_add(static_cast<int64_t>(s.subscriptions.size()),
+                                       std::memory_order_relaxed);
+    // Routes and location straight into every replica: nothing runs yet.
+    SessionLocation loc{w, false, s.persistent(), s.gen(), s.NextLocationVersion()};
+    for (auto& c : cores_) {
+      c->routes().SetLocation(cid, loc);
+      for (const auto& [full, o] : s.subscriptions) {
+        RouteEntry e;
+        e.client_id = cid;
+        e.session_gen = s.gen();
+        topic::SharedFilter shared;
+        if (topic::ParseShared(full, &shared) == topic::ParseSharedResult::kShared) {
+          e.group = std::string(shared.group);
+          e.filter = std::string(shared.filter);
+        } else {
+          e.filter = full;
+        }
+        e.qos = o.qos;
+        e.no_local = o.no_local;
+        e.retain_as_published = o.retain_as_published;
+        e.subscription_id = o.subscription_id;
+        c->routes().Add(e);
+      }
+    }
+    // Sessions that were connected when the node stopped lost their connection now.
+    int64_t disconnected_at = stored.session.disconnected_at_ms() != 0
+                                  ? static_cast<int64_t>(stored.session.disconnected_at_ms())
+                                  : now;
+    s.ArmOfflineTimers(disconnected_at, now, /*may_publish_now=*/false);
+  }
+  SHARDMQ_LOG(INFO) << "recovered " << snapshot.sessions.size() << " sessions, " << entries
+                    << " queued/in-flight messages, " << snapshot.retained.size()
+                    << " retained messages";
 }
 
 BrokerCore::~BrokerCore() = default;

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "broker/net/worker.h"
@@ -24,6 +26,8 @@
 #include "broker/session/route_table.h"
 #include "common/clock.h"
 #include "proto/config.pb.h"
+#include "storage/batch.h"
+#include "storage/retained_index.h"
 #include "storage/storage.h"
 
 namespace shardmq::broker::session {
@@ -45,6 +49,10 @@ struct WorkerStats {
   std::atomic<uint64_t> dropped_qos0_backpressure{0};
   std::atomic<uint64_t> dropped_expired{0};
   std::atomic<uint64_t> dropped_too_large{0};
+  std::atomic<uint64_t> dropped_superseded{0};  // telemetry policy: a newer message replaced it
+  std::atomic<uint64_t> retained_rejected_count{0};
+  std::atomic<uint64_t> retained_rejected_size{0};
+  std::atomic<uint64_t> storage_errors{0};
   std::atomic<uint64_t> protocol_errors{0};
   std::atomic<int64_t> sessions{0};  // resident on this worker
   std::atomic<int64_t> subscriptions{0};
@@ -72,8 +80,22 @@ class WorkerCore {
   WorkerStats& stats() { return stats_; }
 
   // Publishes a message from a client, a will or the broker: stores/clears the retained
-  // message, matches routes and dispatches the deliveries.
-  void Publish(MessagePtr message);
+  // message, matches routes and dispatches the deliveries. Durable effects (retained update,
+  // body and queue entries for persistent sessions' QoS 1/2 deliveries) go into batch(); use
+  // AfterCommit to act once they are durable.
+  void Publish(std::shared_ptr<Message> message);
+
+  // This worker's pending storage changes; committed at the end of the event-loop turn.
+  storage::Batch& batch();
+  // Runs `fn` on this worker once everything put in batch() so far is durable (or failed).
+  // Callbacks run in registration order.
+  void AfterCommit(absl::AnyInvocable<void(const absl::Status&)> fn);
+  // Removes a stored queue entry of `client_id` and drops the body when no entry refers to it.
+  void ReleaseStored(const std::string& client_id, const Message& message);
+  // Commits batch() now (shutdown).
+  void CommitPending();
+  // Storage commits issued by this worker and not yet completed.
+  int inflight_commits() const { return inflight_commits_; }
 
   // Delivers to a session resident on this worker (or forwards it if the session moved).
   void DeliverLocal(Delivery&& delivery);
@@ -100,6 +122,10 @@ class WorkerCore {
   size_t session_count() const { return sessions_.size(); }
   // Closes every connection on this worker (shutdown). v5 clients get DISCONNECT 0x8B.
   void CloseAll();
+  // Every `interval`, drops expired messages from the queues of this worker's sessions (so
+  // expired messages of offline sessions leave memory and disk). Call on this worker.
+  void StartExpirySweeper(std::chrono::milliseconds interval);
+  void StopExpirySweeper() { sweeper_.reset(); }
 
   void RegisterConnection(ConnectionHandler* handler);
   void UnregisterConnection(ConnectionHandler* handler);
@@ -107,6 +133,7 @@ class WorkerCore {
  private:
   friend class BrokerCore;
   void Dispatch(std::vector<Delivery>& deliveries);
+  void UpdateRetained(const Message& message);
   void ScheduleFlush();
   void FlushOutboxes();
   void FlushOutbox(int target);
@@ -128,6 +155,9 @@ class WorkerCore {
   absl::flat_hash_map<std::string, std::unique_ptr<Session>> sessions_;
   std::vector<std::vector<Delivery>> outbox_;
   bool flush_scheduled_ = false;
+  storage::Batch batch_;
+  std::vector<absl::AnyInvocable<void(const absl::Status&)>> after_commit_;
+  int inflight_commits_ = 0;
   // Sessions that moved away, still forwarding until every worker knows the new location.
   struct Forward {
     int to = 0;
@@ -142,19 +172,30 @@ class WorkerCore {
   };
   absl::flat_hash_map<std::string, PendingConnect> pending_connects_;
   std::vector<ConnectionHandler*> connections_;
+  std::unique_ptr<boost::asio::steady_timer> sweeper_;
 };
 
 // Process-wide broker state shared by the workers.
 class BrokerCore {
  public:
   // `mqtt` must have every optional field set (broker/app applies the defaults).
-  BrokerCore(const config::Config& config, storage::Storage& storage, const Clock& clock,
+  BrokerCore(const config::Config& config, storage::Storage& storage,
+             storage::RetainedIndex& retained, const Clock& clock,
              std::vector<net::Worker*> workers);
   ~BrokerCore();
 
   const config::Config& config() const { return config_; }
   const config::MqttConfig& mqtt() const { return config_.mqtt(); }
   storage::Storage& storage() { return storage_; }
+  storage::RetainedIndex& retained() { return retained_; }
+  uint64_t NextMessageId() { return next_message_id_.fetch_add(1, std::memory_order_relaxed); }
+  // True if `topic` falls under mqtt.latest_only_filters (telemetry policy).
+  bool LatestOnly(std::string_view topic) const;
+
+  // Rebuilds sessions, routes, queues, wills, timers and retained messages from storage. Call
+  // before the workers start. Will and expiry timers count from each session's disconnect time
+  // (sessions that were connected when the node stopped count from now).
+  void Recover(storage::Snapshot snapshot);
   const Clock& clock() const { return clock_; }
   int worker_count() const { return static_cast<int>(cores_.size()); }
   WorkerCore& core(int index) { return *cores_[index]; }
@@ -198,7 +239,10 @@ class BrokerCore {
  private:
   const config::Config config_;
   storage::Storage& storage_;
+  storage::RetainedIndex& retained_;
   const Clock& clock_;
+  std::atomic<uint64_t> next_message_id_{1};
+  std::vector<std::string> latest_only_filters_;
   const int64_t started_at_ms_;
   std::vector<std::unique_ptr<WorkerCore>> cores_;
   std::atomic<uint64_t> next_gen_{1};

@@ -257,6 +257,7 @@ void ConnectionHandler::OnSessionReady(Session& session, bool present) {
   core_.stats().clients_connected.fetch_add(1, std::memory_order_relaxed);
 
   session.Attach(this);  // resends in-flight messages, then pumps the queue
+  session.Persist();
   if (connect_ && connect_->will) {
     codec::Will& w = *connect_->will;
     auto m = std::make_shared<Message>();
@@ -268,10 +269,9 @@ void ConnectionHandler::OnSessionReady(Session& session, bool present) {
     uint32_t delay = w.properties.will_delay_interval.value_or(0);
     m->properties = PassThrough(std::move(w.properties));
     m->publisher = client_id_;
-    session.will = WillSpec{std::move(m), expiry, delay};
+    session.SetWill(WillSpec{std::move(m), expiry, delay});
   }
   connect_.reset();
-  session.Persist();
   core_.AnnounceLocation(session);
   ArmKeepalive();
   while (!pending_.empty() && state_ == State::kConnected) {
@@ -309,8 +309,19 @@ void ConnectionHandler::Kick(ReasonCode reason) {
     d.reason = reason;
     SendPacket(d);
   }
+  if (reason == ReasonCode::kServerShuttingDown) {
+    // The node stops: the session stays as stored; after a restart the client counts as
+    // disconnected from then (and its will as due from then).
+    if (session_ != nullptr) {
+      session_->DetachForShutdown();
+      session_ = nullptr;
+      core_.stats().clients_connected.fetch_sub(1, std::memory_order_relaxed);
+    }
+    CloseConnection(false);
+    return;
+  }
   // On takeover the old connection's will is due (MQTT 5 s3.1.4-3); its delay, if any, is then
-  // cancelled by the new connection. On shutdown no will is sent.
+  // cancelled by the new connection.
   CloseConnection(reason == ReasonCode::kSessionTakenOver);
 }
 
@@ -494,26 +505,31 @@ void ConnectionHandler::HandlePublish(codec::Publish& p) {
     m->publisher = client_id_;
     core_.Publish(std::move(m));
   }
-  if (qos == 1) {
-    codec::PubResponse r;
-    r.type = PacketType::kPuback;
-    r.packet_id = packet_id;
-    r.reason = rc;
-    SendPacket(r);
-  } else if (qos == 2) {
-    if (static_cast<uint8_t>(rc) < 0x80 && !duplicate_qos2) {
-      session_->incoming_qos2.insert(packet_id);
-      if (session_->persistent()) {
-        core_.broker().storage().queues().SetIncomingQos2(client_id_, packet_id, true)
-            .IgnoreError();  // in-memory: cannot fail
-      }
-    }
-    codec::PubResponse r;
-    r.type = PacketType::kPubrec;
-    r.packet_id = packet_id;
-    r.reason = rc;
-    SendPacket(r);
+  if (qos == 0) return;
+  if (qos == 2 && static_cast<uint8_t>(rc) < 0x80 && !duplicate_qos2) {
+    session_->AddIncomingQos2(packet_id);
   }
+  // Honest acknowledgement: PUBACK/PUBREC once every durable effect of this publish (queue
+  // entries of persistent subscribers, retained update, the QoS 2 packet id) is committed.
+  // Acks complete in the order the publishes arrived (MQTT s4.6).
+  core_.AfterCommit([weak = weak_from_this(), qos, packet_id, rc](const absl::Status& st) {
+    auto self = weak.lock();
+    if (!self || self->state_ != State::kConnected) return;
+    codec::PubResponse r;
+    r.type = qos == 1 ? PacketType::kPuback : PacketType::kPubrec;
+    r.packet_id = packet_id;
+    r.reason = rc;
+    if (!st.ok()) {
+      if (self->version_ != ProtocolVersion::kV5) {
+        // 3.1.1 has no negative acknowledgement: close, so the client sends it again.
+        self->CloseConnection(true);
+        return;
+      }
+      r.reason = ReasonCode::kUnspecifiedError;
+      if (qos == 2 && self->session_ != nullptr) self->session_->RemoveIncomingQos2(packet_id);
+    }
+    self->SendPacket(r);
+  });
 }
 
 void ConnectionHandler::HandlePubResponse(codec::PubResponse& r) {
@@ -532,16 +548,21 @@ void ConnectionHandler::HandlePubResponse(codec::PubResponse& r) {
       }
       break;
     case PacketType::kPubrel: {
-      bool known = session_->incoming_qos2.erase(r.packet_id) > 0;
-      if (known && session_->persistent()) {
-        core_.broker().storage().queues().SetIncomingQos2(client_id_, r.packet_id, false)
-            .IgnoreError();  // in-memory: cannot fail
-      }
+      bool known = session_->RemoveIncomingQos2(r.packet_id);
       codec::PubResponse comp;
       comp.type = PacketType::kPubcomp;
       comp.packet_id = r.packet_id;
       comp.reason = known ? ReasonCode::kSuccess : ReasonCode::kPacketIdentifierNotFound;
-      SendPacket(comp);
+      if (known && session_->persistent()) {
+        // PUBCOMP once the packet id is durably forgotten: the client may reuse it right after,
+        // and a crash that brought it back would take the new message for a duplicate.
+        core_.AfterCommit([weak = weak_from_this(), comp](const absl::Status&) {
+          auto self = weak.lock();
+          if (self && self->state_ == State::kConnected) self->SendPacket(comp);
+        });
+      } else {
+        SendPacket(comp);
+      }
       break;
     }
     case PacketType::kPubcomp:
@@ -586,6 +607,7 @@ void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
     o.subscription_id = sub_id;
     auto [it, inserted] = session_->subscriptions.insert_or_assign(req.filter, o);
     if (inserted) core_.stats().subscriptions.fetch_add(1, std::memory_order_relaxed);
+    session_->StoreSubscription(req.filter, o);
     RouteChange ch;
     ch.entry.client_id = client_id_;
     ch.entry.session_gen = session_->gen();
@@ -602,7 +624,6 @@ void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
     changes.push_back(std::move(ch));
     codes.push_back(o.qos);
   }
-  session_->Persist();
   std::vector<RouteEntry> entries;
   entries.reserve(changes.size());
   for (const auto& ch : changes) entries.push_back(ch.entry);
@@ -619,12 +640,18 @@ void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
        changes = std::move(changes)]() mutable {
         auto self = weak.lock();
         if (!self || self->state_ != State::kConnected) return;
-        codec::Suback ack;
-        ack.packet_id = packet_id;
-        ack.reason_codes = std::move(codes);
-        self->SendPacket(ack);
-        self->DeliverRetained(changes);
-        if (self->session_ != nullptr) self->session_->Release();
+        // Every replica has the routes; SUBACK once the subscriptions are also durable.
+        self->core_.AfterCommit([weak, packet_id, codes = std::move(codes),
+                                 changes = std::move(changes)](const absl::Status&) mutable {
+          auto self = weak.lock();
+          if (!self || self->state_ != State::kConnected) return;
+          codec::Suback ack;
+          ack.packet_id = packet_id;
+          ack.reason_codes = std::move(codes);
+          self->SendPacket(ack);
+          self->DeliverRetained(changes);
+          if (self->session_ != nullptr) self->session_->Release();
+        });
       });
 }
 
@@ -638,12 +665,11 @@ void ConnectionHandler::DeliverRetained(const std::vector<RouteChange>& changes)
         (ch.options.retain_handling == 1 && !ch.is_new)) {
       continue;
     }
-    auto matched = core_.broker().storage().retained().Match(ch.entry.filter, now);
-    if (!matched.ok()) {
-      SHARDMQ_LOG(WARNING) << Describe() << "retained lookup failed: " << matched.status();
-      continue;
-    }
-    for (const records::Message& rec : *matched) {
+    std::vector<std::string> expired;
+    std::vector<records::Message> matched =
+        core_.broker().retained().Match(ch.entry.filter, now, &expired);
+    for (std::string& t : expired) core_.batch().DeleteRetained(std::move(t));
+    for (const records::Message& rec : matched) {
       Delivery d;
       d.client_id = client_id_;
       d.session_gen = session_->gen();
@@ -669,6 +695,7 @@ void ConnectionHandler::HandleUnsubscribe(codec::Unsubscribe& u) {
     bool existed = session_->subscriptions.erase(f) > 0;
     codes.push_back(existed ? 0x00 : static_cast<uint8_t>(ReasonCode::kNoSubscriptionExisted));
     if (!existed) continue;
+    session_->StoreUnsubscription(f);
     core_.stats().subscriptions.fetch_sub(1, std::memory_order_relaxed);
     topic::SharedFilter shared;
     if (topic::ParseShared(f, &shared) == topic::ParseSharedResult::kShared) {
@@ -677,7 +704,6 @@ void ConnectionHandler::HandleUnsubscribe(codec::Unsubscribe& u) {
       removals.push_back({"", f});
     }
   }
-  session_->Persist();
   const uint16_t packet_id = u.packet_id;
   std::string cid = client_id_;
   uint64_t gen = session_->gen();

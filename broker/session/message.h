@@ -2,6 +2,7 @@
 // local delivery (std::shared_ptr<const Message>).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -23,6 +24,20 @@ struct Message {
   codec::Properties properties;
   int64_t expiry_at_ms = 0;  // wall clock ms; 0 = never expires
   std::string publisher;     // client id of the publisher ("" for the broker itself)
+  // Durable body: id in storage (0 = not stored) and how many stored queue entries still refer
+  // to it; the entry that drops it to zero deletes the body in the same batch.
+  uint64_t id = 0;
+  mutable std::atomic<int32_t> durable_refs{0};
+
+  Message() = default;
+  Message(const Message& other)
+      : topic(other.topic),
+        payload(other.payload),
+        qos(other.qos),
+        retain(other.retain),
+        properties(other.properties),
+        expiry_at_ms(other.expiry_at_ms),
+        publisher(other.publisher) {}  // a copy is a new, unstored message
 };
 using MessagePtr = std::shared_ptr<const Message>;
 
@@ -35,6 +50,7 @@ struct Delivery {
   bool retain = false;       // retain flag to send
   bool forwarded = false;    // re-sent by the session's previous worker during a move
   bool retain_on_subscribe = false;  // a retained message sent because of a SUBSCRIBE
+  bool durable = false;      // a stored queue entry (client id, message->id) backs it
   absl::InlinedVector<uint32_t, 1> subscription_ids;
 };
 

@@ -34,6 +34,7 @@ struct RouteEntry {
 struct SessionLocation {
   int worker = 0;
   bool online = false;
+  bool persistent = false;  // QoS 1/2 deliveries to it are stored before the publisher's ack
   uint64_t gen = 0;
   uint64_t version = 0;
 };

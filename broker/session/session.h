@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "broker/codec/packets.h"
 #include "broker/session/message.h"
+#include "storage/storage.h"
 
 namespace shardmq::broker::session {
 
@@ -62,6 +63,21 @@ class Session {
   // published now or after its delay); otherwise the will is discarded. A session with expiry 0
   // ends here: the Session object is destroyed before Detach returns.
   void Detach(bool will_due);
+  // The node is shutting down: forget the connection, change nothing stored (after a restart
+  // the session counts as disconnected at start-up, and its will as due from then).
+  void DetachForShutdown() { connection_ = nullptr; }
+
+  // --- recovery (before the workers run)
+  void Restore(const storage::StoredSession& stored,
+               const absl::flat_hash_map<uint64_t, std::shared_ptr<Message>>& bodies,
+               int64_t now_ms);
+  // Arms the will-delay and expiry timers of an offline session, counted from its disconnect
+  // (a will due now is published at once only if `may_publish_now`; during recovery it waits
+  // for the loop to start, when every session is back).
+  void ArmOfflineTimers(int64_t disconnected_at_ms, int64_t now_ms, bool may_publish_now);
+  // Deletes everything stored for the session and releases its stored message bodies (the
+  // session is ending).
+  void DropStored();
 
   // --- settings from CONNECT
   codec::ProtocolVersion version = codec::ProtocolVersion::kV311;
@@ -78,6 +94,8 @@ class Session {
   void Enqueue(Delivery&& delivery);
   // Sends queued messages while the in-flight window has room.
   void Pump();
+  // Drops queued (not in-flight) messages whose Message Expiry has passed. Returns how many.
+  size_t SweepExpired(int64_t now_ms);
   void OnPuback(uint16_t packet_id);
   // Returns false if the packet id is unknown.
   bool OnPubrec(uint16_t packet_id, codec::ReasonCode reason);
@@ -89,7 +107,7 @@ class Session {
   size_t queued() const { return queue_.size(); }
   size_t inflight() const { return inflight_.size(); }
 
-  // --- incoming QoS 2 packet ids awaiting PUBREL
+  // --- incoming QoS 2 packet ids awaiting PUBREL (use Add/RemoveIncomingQos2 to change)
   std::set<uint16_t> incoming_qos2;
 
   // --- move protocol state
@@ -98,12 +116,23 @@ class Session {
 
   // Publishes the will now (if any) and forgets it.
   void PublishWill();
-  // Writes the session record (settings, subscriptions, will) to storage if persistent.
+  // Sets (or clears) the will; stored when the session is persistent.
+  void SetWill(std::optional<WillSpec> will);
+  // Writes the session settings to storage if persistent (the first time also every
+  // subscription and the will).
   void Persist();
+  // Stores a subscription change (if persistent).
+  void StoreSubscription(const std::string& filter, const SubscriptionOptions& options);
+  void StoreUnsubscription(const std::string& filter);
+  // Incoming QoS 2 packet ids awaiting PUBREL, stored when persistent.
+  void AddIncomingQos2(uint16_t packet_id);
+  bool RemoveIncomingQos2(uint16_t packet_id);
 
  private:
   struct Outgoing {
     uint64_t seq = 0;
+    bool durable = false;     // backed by a stored entry (client id, message->id)
+    bool superseded = false;  // telemetry policy: replaced by a newer message on its topic
     MessagePtr message;
     uint8_t qos = 0;
     bool retain = false;
@@ -112,9 +141,12 @@ class Session {
     bool released = false;  // QoS 2: PUBREC received, PUBREL sent
   };
   uint16_t NextPacketId();
+  void SendDeferred(uint64_t seq, std::weak_ptr<ConnectionHandler> connection);
   void CancelTimers();
-  void StoreEntry(const Outgoing& out);
-  void DropEntry(const Outgoing& out);
+  void StoreInflight(const Outgoing& out);
+  void Forget(const Outgoing& out);  // forgets the stored entry, if any
+  records::QueueEntry EntryRecord(const Outgoing& out) const;
+  void StoreWill();
 
   WorkerCore* core_;
   const std::string client_id_;
@@ -128,6 +160,10 @@ class Session {
   absl::flat_hash_map<uint16_t, uint64_t> inflight_by_id_;
   uint64_t next_seq_ = 1;
   int hold_depth_ = 0;
+  bool stored_ = false;       // a session record exists in storage
+  bool will_stored_ = false;  // a will record exists in storage
+  // Telemetry policy: topic -> seq of its queued (unsent) entry.
+  absl::flat_hash_map<std::string, uint64_t> latest_by_topic_;
   std::vector<Delivery> held_for_suback_;
   uint16_t last_packet_id_ = 0;
   std::unique_ptr<boost::asio::steady_timer> will_timer_;

@@ -52,7 +52,7 @@ void SysTopics::PublishAll() {
   publish("subscriptions/count", std::to_string(t.subscriptions));
   publish("sessions/count", std::to_string(t.sessions));
   publish("messages/dropped", std::to_string(t.dropped));
-  publish("retained messages/count", std::to_string(broker_.storage().retained().Count()));
+  publish("retained messages/count", std::to_string(broker_.retained().Count()));
 }
 
 void BrokerCore::StartSysTopics() {

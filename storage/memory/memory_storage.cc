@@ -1,170 +1,252 @@
-// In-memory Storage: maps behind mutexes. Used by the broker until RocksDB lands (issue 3) and
-// as the unit-test fake afterwards.
+// In-memory Storage: the unit-test fake of storage::Storage (storage/storage.h).
+//
+// It keeps the same records as the RocksDB storage, in ordered maps under one mutex, and gives
+// Load the same semantics (tests/storage/storage_test.cc runs one behavioural suite against
+// both), including the garbage collection of records nothing refers to.
+//
+// Threads: none of its own. Commit validates and applies the batch on the calling thread, then
+// calls `done` on that thread before returning (outside the mutex, so `done` may commit again).
+// Batches are applied in the order their Commit calls take the mutex; done of concurrent
+// callers may run in another order. Nothing survives the object.
+#include <algorithm>
+#include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
 
-#include "common/topic_tree.h"
+#include "absl/container/flat_hash_set.h"
+#include "common/log.h"
 #include "storage/storage.h"
 
 namespace shardmq::storage {
 namespace {
 
-class MemorySessionStore final : public SessionStore {
- public:
-  explicit MemorySessionStore(MessageQueue& queues) : queues_(queues) {}
-  absl::Status Save(const records::Session& record) override {
-    std::lock_guard lock(mu_);
-    sessions_[record.client_id()] = record;
-    return absl::OkStatus();
-  }
-  absl::Status Delete(std::string_view client_id) override {
-    {
-      std::lock_guard lock(mu_);
-      sessions_.erase(std::string(client_id));
-    }
-    return queues_.Clear(client_id);  // the contract: everything stored for the session
-  }
-  absl::StatusOr<records::Session> Load(std::string_view client_id) override {
-    std::lock_guard lock(mu_);
-    auto it = sessions_.find(std::string(client_id));
-    if (it == sessions_.end()) return absl::NotFoundError("no session");
-    return it->second;
-  }
-  absl::StatusOr<std::vector<records::Session>> LoadAll() override {
-    std::lock_guard lock(mu_);
-    std::vector<records::Session> out;
-    out.reserve(sessions_.size());
-    for (const auto& [id, s] : sessions_) out.push_back(s);
-    return out;
-  }
+// Client ids, topics and filters end at U+0000 in the RocksDB keys (storage/rocksdb/keys.h); the
+// fake refuses the same batches so both behave alike.
+bool HasNul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
 
- private:
-  MessageQueue& queues_;
-  std::mutex mu_;
-  std::unordered_map<std::string, records::Session> sessions_;
-};
-
-class MemoryMessageQueue final : public MessageQueue {
- public:
-  absl::Status Put(std::string_view client_id, uint64_t seq,
-                   const records::QueueEntry& entry) override {
-    std::lock_guard lock(mu_);
-    queues_[std::string(client_id)].entries[seq] = entry;
-    return absl::OkStatus();
+absl::Status ValidateBatch(const Batch& batch) {
+  for (const Batch::Op& any : batch.ops()) {
+    const absl::Status status = std::visit(
+        [](const auto& op) -> absl::Status {
+          using T = std::decay_t<decltype(op)>;
+          bool nul = false;
+          if constexpr (std::is_same_v<T, Batch::PutSessionOp>) {
+            nul = HasNul(op.session.client_id());
+          } else if constexpr (std::is_same_v<T, Batch::PutSubscriptionOp>) {
+            nul = HasNul(op.client_id) || HasNul(op.sub.filter());
+          } else if constexpr (std::is_same_v<T, Batch::DeleteSubscriptionOp>) {
+            nul = HasNul(op.client_id) || HasNul(op.filter);
+          } else if constexpr (std::is_same_v<T, Batch::PutMessageOp>) {
+            nul = HasNul(op.message.topic());
+          } else if constexpr (std::is_same_v<T, Batch::DeleteMessageOp> ||
+                               std::is_same_v<T, Batch::DeleteRetainedOp>) {
+            nul = HasNul(op.topic);
+          } else if constexpr (std::is_same_v<T, Batch::PutRetainedOp>) {
+            nul = HasNul(op.message.topic());
+          } else if constexpr (std::is_same_v<T, Batch::PutQueuedOp> ||
+                               std::is_same_v<T, Batch::PutInflightOp>) {
+            nul = HasNul(op.client_id);
+            if (op.entry.message_id() != 0 && op.entry.message_id() != op.message_id) {
+              return absl::InvalidArgumentError("queue entry message_id differs from its key");
+            }
+          } else {
+            nul = HasNul(op.client_id);
+          }
+          if (nul) return absl::InvalidArgumentError("client id, topic or filter contains U+0000");
+          return absl::OkStatus();
+        },
+        any);
+    if (!status.ok()) return status;
   }
-  absl::Status Remove(std::string_view client_id, uint64_t seq) override {
-    std::lock_guard lock(mu_);
-    auto it = queues_.find(std::string(client_id));
-    if (it != queues_.end()) it->second.entries.erase(seq);
-    return absl::OkStatus();
-  }
-  absl::StatusOr<std::vector<std::pair<uint64_t, records::QueueEntry>>> Load(
-      std::string_view client_id) override {
-    std::lock_guard lock(mu_);
-    std::vector<std::pair<uint64_t, records::QueueEntry>> out;
-    auto it = queues_.find(std::string(client_id));
-    if (it != queues_.end()) {
-      for (const auto& e : it->second.entries) out.push_back(e);
-    }
-    return out;
-  }
-  absl::Status SetIncomingQos2(std::string_view client_id, uint16_t packet_id,
-                               bool present) override {
-    std::lock_guard lock(mu_);
-    auto& q = queues_[std::string(client_id)];
-    if (present) {
-      q.incoming_qos2.insert(packet_id);
-    } else {
-      q.incoming_qos2.erase(packet_id);
-    }
-    return absl::OkStatus();
-  }
-  absl::StatusOr<std::vector<uint16_t>> LoadIncomingQos2(std::string_view client_id) override {
-    std::lock_guard lock(mu_);
-    auto it = queues_.find(std::string(client_id));
-    if (it == queues_.end()) return std::vector<uint16_t>{};
-    return std::vector<uint16_t>(it->second.incoming_qos2.begin(), it->second.incoming_qos2.end());
-  }
-  absl::Status Clear(std::string_view client_id) override {
-    std::lock_guard lock(mu_);
-    queues_.erase(std::string(client_id));
-    return absl::OkStatus();
-  }
-
- private:
-  struct Queue {
-    std::map<uint64_t, records::QueueEntry> entries;
-    std::unordered_set<uint16_t> incoming_qos2;
-  };
-  std::mutex mu_;
-  std::unordered_map<std::string, Queue> queues_;
-};
-
-class MemoryRetainedStore final : public RetainedStore {
- public:
-  explicit MemoryRetainedStore(uint32_t max_count) : max_count_(max_count) {}
-
-  absl::Status Set(const records::Message& message) override {
-    std::lock_guard lock(mu_);
-    if (message.payload().empty()) {
-      tree_.Erase(message.topic());
-      return absl::OkStatus();
-    }
-    if (max_count_ != 0 && tree_.size() >= max_count_ && tree_.Get(message.topic()) == nullptr) {
-      return absl::ResourceExhaustedError("retained message limit reached");
-    }
-    tree_.Set(message.topic(), message);
-    return absl::OkStatus();
-  }
-
-  absl::StatusOr<std::vector<records::Message>> Match(std::string_view filter,
-                                                      int64_t now_ms) override {
-    std::lock_guard lock(mu_);
-    std::vector<records::Message> out;
-    std::vector<std::string> expired;
-    tree_.ForEachMatching(filter, [&](std::string_view topic, const records::Message& m) {
-      if (m.expiry_at_ms() != 0 && static_cast<int64_t>(m.expiry_at_ms()) <= now_ms) {
-        expired.emplace_back(topic);
-      } else {
-        out.push_back(m);
-      }
-    });
-    for (const auto& t : expired) tree_.Erase(t);
-    return out;
-  }
-
-  size_t Count() override {
-    std::lock_guard lock(mu_);
-    return tree_.size();
-  }
-
- private:
-  const uint32_t max_count_;
-  std::mutex mu_;
-  topic::TopicTree<records::Message> tree_;
-};
+  return absl::OkStatus();
+}
 
 class MemoryStorage final : public Storage {
  public:
-  explicit MemoryStorage(const StorageLimits& limits)
-      : sessions_(queues_), retained_(limits.max_retained_messages) {}
-  SessionStore& sessions() override { return sessions_; }
-  MessageQueue& queues() override { return queues_; }
-  RetainedStore& retained() override { return retained_; }
+  // storage::Storage
+  void Commit(Batch batch, absl::AnyInvocable<void(absl::Status)> done) override {
+    absl::Status status = Apply(batch);
+    done(std::move(status));
+  }
+
+  absl::Status CommitSync(Batch batch) override { return Apply(batch); }
+
+  absl::StatusOr<Snapshot> Load() override;
+
+  void Close() override {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+  }
 
  private:
-  MemoryMessageQueue queues_;  // before sessions_, which refers to it
-  MemorySessionStore sessions_;
-  MemoryRetainedStore retained_;
+  // Everything stored under one client id. The session record is optional: the other records
+  // may exist without it (they are orphans then, dropped by Load), as in RocksDB.
+  struct Client {
+    std::optional<records::Session> session;
+    std::optional<records::Will> will;
+    std::map<std::string, records::Subscription> subscriptions;  // by filter
+    std::map<uint64_t, records::QueueEntry> queue;
+    std::map<uint64_t, records::QueueEntry> inflight;
+    std::set<uint16_t> incoming_qos2;
+  };
+
+  absl::Status Apply(const Batch& batch) {
+    std::lock_guard lock(mu_);
+    if (closed_) return absl::FailedPreconditionError("storage is closed");
+    // All or nothing, like one WriteBatch.
+    if (absl::Status status = ValidateBatch(batch); !status.ok()) return status;
+    for (const Batch::Op& op : batch.ops()) std::visit([this](const auto& o) { ApplyOp(o); }, op);
+    return absl::OkStatus();
+  }
+
+  void ApplyOp(const Batch::PutSessionOp& op) {
+    clients_[op.session.client_id()].session = op.session;
+  }
+  void ApplyOp(const Batch::DeleteSessionOp& op) { clients_.erase(op.client_id); }
+  void ApplyOp(const Batch::PutSubscriptionOp& op) {
+    clients_[op.client_id].subscriptions[op.sub.filter()] = op.sub;
+  }
+  void ApplyOp(const Batch::DeleteSubscriptionOp& op) {
+    if (Client* c = Find(op.client_id)) c->subscriptions.erase(op.filter);
+  }
+  void ApplyOp(const Batch::PutWillOp& op) { clients_[op.client_id].will = op.will; }
+  void ApplyOp(const Batch::DeleteWillOp& op) {
+    if (Client* c = Find(op.client_id)) c->will.reset();
+  }
+  void ApplyOp(const Batch::PutMessageOp& op) {
+    messages_[{op.message.topic(), op.id}] = op.message;
+  }
+  void ApplyOp(const Batch::DeleteMessageOp& op) { messages_.erase({op.topic, op.id}); }
+  void ApplyOp(const Batch::PutQueuedOp& op) {
+    clients_[op.client_id].queue[op.message_id] = op.entry;
+  }
+  void ApplyOp(const Batch::PutInflightOp& op) {
+    Client& c = clients_[op.client_id];
+    c.queue.erase(op.message_id);
+    c.inflight[op.message_id] = op.entry;
+  }
+  void ApplyOp(const Batch::DeleteEntryOp& op) {
+    if (Client* c = Find(op.client_id)) {
+      c->queue.erase(op.message_id);
+      c->inflight.erase(op.message_id);
+    }
+  }
+  void ApplyOp(const Batch::PutIncomingQos2Op& op) {
+    clients_[op.client_id].incoming_qos2.insert(op.packet_id);
+  }
+  void ApplyOp(const Batch::DeleteIncomingQos2Op& op) {
+    if (Client* c = Find(op.client_id)) c->incoming_qos2.erase(op.packet_id);
+  }
+  void ApplyOp(const Batch::PutRetainedOp& op) { retained_[op.message.topic()] = op.message; }
+  void ApplyOp(const Batch::DeleteRetainedOp& op) { retained_.erase(op.topic); }
+
+  Client* Find(const std::string& client_id) {
+    auto it = clients_.find(client_id);
+    return it == clients_.end() ? nullptr : &it->second;
+  }
+
+  std::mutex mu_;
+  bool closed_ = false;
+  std::map<std::string, Client> clients_;
+  std::map<std::pair<std::string, uint64_t>, records::Message> messages_;  // (topic, id)
+  std::map<std::string, records::Message> retained_;
 };
+
+absl::StatusOr<Snapshot> MemoryStorage::Load() {
+  std::lock_guard lock(mu_);
+  if (closed_) return absl::FailedPreconditionError("storage is closed");
+  Snapshot snapshot;
+  uint64_t orphans = 0;
+  uint64_t dangling = 0;
+  uint64_t unreferenced = 0;
+
+  // Which bodies exist, by id (a body is found by its id; the topic only places the key).
+  absl::flat_hash_set<uint64_t> bodies;
+  for (const auto& [key, message] : messages_) {
+    bodies.insert(key.second);
+    snapshot.max_message_id = std::max(snapshot.max_message_id, key.second);
+  }
+
+  absl::flat_hash_set<uint64_t> referenced;
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    Client& c = it->second;
+    for (const auto& [id, entry] : c.queue) {
+      snapshot.max_message_id = std::max(snapshot.max_message_id, id);
+    }
+    for (const auto& [id, entry] : c.inflight) {
+      snapshot.max_message_id = std::max(snapshot.max_message_id, id);
+    }
+    if (!c.session.has_value()) {
+      orphans += c.subscriptions.size() + c.queue.size() + c.inflight.size() +
+                 c.incoming_qos2.size() + (c.will.has_value() ? 1 : 0);
+      it = clients_.erase(it);
+      continue;
+    }
+    // An id in both queue and inflight: the in-flight state (packet id, RELEASED) is the more
+    // advanced one and wins (see rocks_storage.cc Load).
+    for (const auto& [id, entry] : c.inflight) {
+      if (c.queue.erase(id) != 0) ++orphans;
+    }
+    // Entries whose body is gone cannot be delivered.
+    for (auto* entries : {&c.queue, &c.inflight}) {
+      for (auto e = entries->begin(); e != entries->end();) {
+        if (!bodies.contains(e->first)) {
+          ++dangling;
+          e = entries->erase(e);
+        } else {
+          ++e;
+        }
+      }
+    }
+    StoredSession stored;
+    stored.session = *c.session;
+    for (const auto& [filter, sub] : c.subscriptions) stored.subscriptions.push_back(sub);
+    stored.will = c.will;
+    // Merge queue and inflight, ascending by message id.
+    auto q = c.queue.begin();
+    auto f = c.inflight.begin();
+    while (q != c.queue.end() || f != c.inflight.end()) {
+      auto& next = (f == c.inflight.end() || (q != c.queue.end() && q->first < f->first)) ? q : f;
+      records::QueueEntry entry = next->second;
+      entry.set_message_id(next->first);  // the key is authoritative
+      stored.entries.emplace_back(next->first, std::move(entry));
+      referenced.insert(next->first);
+      ++next;
+    }
+    stored.incoming_qos2.assign(c.incoming_qos2.begin(), c.incoming_qos2.end());
+    snapshot.sessions.push_back(std::move(stored));
+    ++it;
+  }
+
+  for (auto it = messages_.begin(); it != messages_.end();) {
+    if (referenced.contains(it->first.second)) {
+      snapshot.messages[it->first.second] = it->second;
+      ++it;
+    } else {
+      ++unreferenced;
+      it = messages_.erase(it);
+    }
+  }
+  for (const auto& [topic, message] : retained_) snapshot.retained.push_back(message);
+
+  SHARDMQ_LOG(INFO) << "storage (memory): loaded " << snapshot.sessions.size() << " sessions, "
+                    << snapshot.messages.size() << " messages, " << snapshot.retained.size()
+                    << " retained; removed " << orphans << " orphan records, " << dangling
+                    << " entries without a message body, " << unreferenced
+                    << " unreferenced message bodies";
+  return snapshot;
+}
 
 }  // namespace
 
-std::unique_ptr<Storage> CreateInMemoryStorage(const StorageLimits& limits) {
-  return std::make_unique<MemoryStorage>(limits);
-}
+std::unique_ptr<Storage> CreateInMemoryStorage() { return std::make_unique<MemoryStorage>(); }
 
 }  // namespace shardmq::storage

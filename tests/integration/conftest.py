@@ -7,17 +7,21 @@ Run under Debian's /usr/bin/python3 (python3-paho-mqtt, python3-pytest).
   Logs stay in the test's tmp directory; teardown is SIGTERM, then SIGKILL.
 * `broker` fixture: one broker with the default config per test.
 * `broker_factory(config=dict, extra_args=[...])`: brokers with a custom JSON config.
+* `BrokerProcess.restart(how="stop"|"kill")`: SIGTERM or SIGKILL, then start again on the same
+  data dir (new ports); `metrics()` / `metric(name, **labels)` read /metrics.
 * `version` fixture: parametrizes a test over MQTT "3.1.1" and "5".
 * `Client`: a thin synchronous wrapper around paho (v3.1.1 or v5) that records everything.
 """
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
 import threading
 import time
+import urllib.request
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -95,12 +99,39 @@ class BrokerProcess:
             self.proc.kill()
             self.proc.wait()
 
-    def restart(self):
-        self.stop()
+    def restart(self, how="stop"):
+        """Restarts on the same data dir. how: "stop" (SIGTERM; asserts exit code 0) or "kill"
+        (SIGKILL). The new process listens on new ephemeral ports (self.port changes)."""
+        if how == "kill":
+            self.kill()
+        else:
+            rc = self.stop()
+            assert rc in (0, None), "exit code %r on SIGTERM:\n%s" % (rc, self.log_tail())
         return self.start()
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def metrics(self):
+        """GET /metrics parsed: {(name, ((label, value), ...)): float}, labels sorted."""
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port,
+                                    timeout=TIMEOUT) as r:
+            text = r.read().decode("utf-8")
+        out = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)', line)
+            if not m:
+                continue
+            labels = tuple(sorted(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"',
+                                             m.group(2) or "")))
+            out[(m.group(1), labels)] = float(m.group(3))
+        return out
+
+    def metric(self, name, **labels):
+        """One sample of /metrics (0.0 if absent)."""
+        return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 @pytest.fixture

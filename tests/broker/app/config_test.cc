@@ -232,7 +232,8 @@ TEST(ConfigTest, ApplyDefaultsSetsEveryOptionalField) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 4 + 14 + 1);  // Config scalars + MqttConfig + AdminConfig
+  // Config scalars + MqttConfig + AdminConfig + StorageConfig
+  EXPECT_EQ(checked, 4 + 15 + 1 + 2);
 }
 
 // The value of a scalar field as it would be written after "Default" in config.proto.
@@ -292,7 +293,8 @@ TEST(ConfigTest, ApplyDefaultsMatchesConfigProtoComments) {
 
   const config::Config c = Defaulted();
   const std::map<std::string, const google::protobuf::Message*> messages = {
-      {"Config", &c}, {"MqttConfig", &c.mqtt()}, {"AdminConfig", &c.admin()}};
+      {"Config", &c}, {"MqttConfig", &c.mqtt()}, {"AdminConfig", &c.admin()},
+      {"StorageConfig", &c.storage()}};
   int compared = 0;
   for (const auto& [message_name, fields] : documented) {
     ASSERT_EQ(messages.count(message_name), 1u) << message_name;
@@ -310,7 +312,7 @@ TEST(ConfigTest, ApplyDefaultsMatchesConfigProtoComments) {
       ++compared;
     }
   }
-  EXPECT_EQ(compared, 3 + 14 + 1);  // every scalar except node_id
+  EXPECT_EQ(compared, 3 + 15 + 1 + 2);  // every scalar except node_id
 }
 
 TEST(ConfigTest, ApplyDefaultsKeepsExplicitValues) {
@@ -503,6 +505,46 @@ TEST(ConfigTest, LoadConfigFileBadJsonNamesTheFile) {
   auto cfg = LoadConfigFile(path);
   EXPECT_TRUE(absl::IsInvalidArgument(cfg.status())) << cfg.status();
   EXPECT_THAT(std::string(cfg.status().message()), HasSubstr(path));
+}
+
+}  // namespace
+}  // namespace shardmq::broker::app
+
+namespace shardmq::broker::app {
+namespace {
+
+TEST(ConfigStorageTest, BadDurabilityAndPartitionsAndFiltersNameTheField) {
+  struct Case {
+    const char* json;
+    const char* field;
+  };
+  const Case cases[] = {
+      {R"({"storage": {"durability": "sometimes"}})", "storage.durability"},
+      {R"({"storage": {"partitions": 0}})", "storage.partitions"},
+      {R"({"storage": {"partitions": 70000}})", "storage.partitions"},
+      {R"({"mqtt": {"latest_only_filters": ["ok/#", "bad/#/x"]}})",
+       "mqtt.latest_only_filters[1]"},
+  };
+  for (const Case& c : cases) {
+    auto cfg = ParseConfig(c.json);
+    ASSERT_TRUE(cfg.ok()) << c.json;
+    ApplyDefaults(&*cfg);
+    absl::Status st = ValidateConfig(*cfg);
+    EXPECT_FALSE(st.ok()) << c.json;
+    EXPECT_NE(std::string(st.message()).find(c.field), std::string::npos)
+        << c.json << " -> " << st.message();
+  }
+}
+
+TEST(ConfigStorageTest, FsyncAndFiltersAreAccepted) {
+  auto cfg = ParseConfig(
+      R"({"storage": {"durability": "fsync", "partitions": 64},
+          "mqtt": {"latest_only_filters": ["fleet/+/telemetry/#"]}})");
+  ASSERT_TRUE(cfg.ok());
+  ApplyDefaults(&*cfg);
+  EXPECT_TRUE(ValidateConfig(*cfg).ok());
+  EXPECT_EQ(cfg->storage().durability(), "fsync");
+  EXPECT_EQ(cfg->storage().partitions(), 64u);
 }
 
 }  // namespace

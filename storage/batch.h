@@ -1,0 +1,90 @@
+// A group of storage changes applied atomically (one RocksDB WriteBatch).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "proto/records.pb.h"
+
+namespace shardmq::storage {
+
+class Batch {
+ public:
+  // Session settings.
+  void PutSession(const records::Session& session) { ops_.push_back(PutSessionOp{session}); }
+  // Deletes the session and everything stored under its client id: subscriptions, queue and
+  // in-flight entries, incoming QoS 2 ids, will. (Message bodies are deleted by DeleteMessage.)
+  void DeleteSession(std::string client_id) { ops_.push_back(DeleteSessionOp{std::move(client_id)}); }
+  void PutSubscription(std::string client_id, const records::Subscription& sub) {
+    ops_.push_back(PutSubscriptionOp{std::move(client_id), sub});
+  }
+  void DeleteSubscription(std::string client_id, std::string filter) {
+    ops_.push_back(DeleteSubscriptionOp{std::move(client_id), std::move(filter)});
+  }
+  void PutWill(std::string client_id, const records::Will& will) {
+    ops_.push_back(PutWillOp{std::move(client_id), will});
+  }
+  void DeleteWill(std::string client_id) { ops_.push_back(DeleteWillOp{std::move(client_id)}); }
+  // A message body, stored once and referenced by queue entries by id.
+  void PutMessage(uint64_t id, const records::Message& message) {
+    ops_.push_back(PutMessageOp{id, message});
+  }
+  void DeleteMessage(std::string topic, uint64_t id) {
+    ops_.push_back(DeleteMessageOp{std::move(topic), id});
+  }
+  // A queue entry waiting to be sent (state QUEUED).
+  void PutQueued(std::string client_id, uint64_t message_id, const records::QueueEntry& entry) {
+    ops_.push_back(PutQueuedOp{std::move(client_id), message_id, entry});
+  }
+  // The entry is in flight (state SENT or RELEASED): stored in `inflight`, removed from `queue`.
+  void PutInflight(std::string client_id, uint64_t message_id, const records::QueueEntry& entry) {
+    ops_.push_back(PutInflightOp{std::move(client_id), message_id, entry});
+  }
+  // Removes the entry from `queue` and `inflight` (acknowledged, expired or dropped).
+  void DeleteEntry(std::string client_id, uint64_t message_id) {
+    ops_.push_back(DeleteEntryOp{std::move(client_id), message_id});
+  }
+  void PutIncomingQos2(std::string client_id, uint16_t packet_id) {
+    ops_.push_back(PutIncomingQos2Op{std::move(client_id), packet_id});
+  }
+  void DeleteIncomingQos2(std::string client_id, uint16_t packet_id) {
+    ops_.push_back(DeleteIncomingQos2Op{std::move(client_id), packet_id});
+  }
+  void PutRetained(const records::Message& message) { ops_.push_back(PutRetainedOp{message}); }
+  void DeleteRetained(std::string topic) { ops_.push_back(DeleteRetainedOp{std::move(topic)}); }
+
+  bool empty() const { return ops_.empty(); }
+  size_t size() const { return ops_.size(); }
+  void Append(Batch&& other) {
+    for (auto& op : other.ops_) ops_.push_back(std::move(op));
+    other.ops_.clear();
+  }
+
+  struct PutSessionOp { records::Session session; };
+  struct DeleteSessionOp { std::string client_id; };
+  struct PutSubscriptionOp { std::string client_id; records::Subscription sub; };
+  struct DeleteSubscriptionOp { std::string client_id; std::string filter; };
+  struct PutWillOp { std::string client_id; records::Will will; };
+  struct DeleteWillOp { std::string client_id; };
+  struct PutMessageOp { uint64_t id; records::Message message; };
+  struct DeleteMessageOp { std::string topic; uint64_t id; };
+  struct PutQueuedOp { std::string client_id; uint64_t message_id; records::QueueEntry entry; };
+  struct PutInflightOp { std::string client_id; uint64_t message_id; records::QueueEntry entry; };
+  struct DeleteEntryOp { std::string client_id; uint64_t message_id; };
+  struct PutIncomingQos2Op { std::string client_id; uint16_t packet_id; };
+  struct DeleteIncomingQos2Op { std::string client_id; uint16_t packet_id; };
+  struct PutRetainedOp { records::Message message; };
+  struct DeleteRetainedOp { std::string topic; };
+  using Op = std::variant<PutSessionOp, DeleteSessionOp, PutSubscriptionOp, DeleteSubscriptionOp,
+                          PutWillOp, DeleteWillOp, PutMessageOp, DeleteMessageOp, PutQueuedOp,
+                          PutInflightOp, DeleteEntryOp, PutIncomingQos2Op, DeleteIncomingQos2Op,
+                          PutRetainedOp, DeleteRetainedOp>;
+  const std::vector<Op>& ops() const { return ops_; }
+
+ private:
+  std::vector<Op> ops_;
+};
+
+}  // namespace shardmq::storage
