@@ -5,11 +5,13 @@
 #include <string>
 #include <string_view>
 
+#include "bench/bench_main.h"
 #include "broker/app/app.h"
 
 namespace {
 
 constexpr const char* kUsage = R"(Usage: shardmq [serve] [options]
+       shardmq bench pub|sub|conn|pubsub [options]   (load generator; see shardmq bench --help)
        shardmq --help | --version
 
 Runs a shardmq MQTT broker node (MQTT 3.1, 3.1.1 and 5.0). With no options: a single-node
@@ -32,6 +34,9 @@ SIGTERM or SIGINT stops the broker cleanly.
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "bench") {
+    return shardmq::bench::RunBench(argc - 1, argv + 1);
+  }
   shardmq::broker::app::Flags flags;
   int i = 1;
   if (i < argc && std::string_view(argv[i]) == "serve") ++i;
