@@ -6,6 +6,7 @@
 #include <variant>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "proto/records.pb.h"
 
 namespace shardmq::storage {
@@ -86,5 +87,11 @@ class Batch {
  private:
   std::vector<Op> ops_;
 };
+
+// Refuses (as a whole) a batch that no implementation can store: U+0000 in a client id, topic or
+// filter (it ends those strings in RocksDB keys, storage/rocksdb/keys.h; MQTT strings cannot hold
+// it, so it is a caller bug), or a queue/in-flight entry whose message id differs from its key.
+// Every Storage calls it first, so the in-memory fake and RocksDB refuse the same batches.
+absl::Status ValidateBatch(const Batch& batch);
 
 }  // namespace shardmq::storage

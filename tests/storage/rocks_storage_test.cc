@@ -129,6 +129,30 @@ TEST_F(RocksStorageTest, ReopenAfterCloseBringsEverythingBack) {
   EXPECT_EQ(snapshot->max_message_id, 5u);
 }
 
+// A clean Close flushes the memtables, so the next start-up has no write-ahead log to replay:
+// every *.log file left behind is empty, while the data is in table files.
+TEST_F(RocksStorageTest, CloseFlushesSoTheWriteAheadLogIsEmpty) {
+  {
+    std::unique_ptr<Storage> s = Open(Options());
+    ASSERT_NE(s, nullptr);
+    ASSERT_OK(s->CommitSync(Everything()));
+    s->Close();
+  }
+  uintmax_t wal_bytes = 0;
+  int tables = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.Join("data"))) {
+    if (entry.path().extension() == ".log") wal_bytes += entry.file_size();
+    if (entry.path().extension() == ".sst") ++tables;
+  }
+  EXPECT_EQ(wal_bytes, 0u);
+  EXPECT_GT(tables, 0);
+  std::unique_ptr<Storage> s = Open(Options());
+  ASSERT_NE(s, nullptr);
+  auto snapshot = s->Load();
+  ASSERT_OK(snapshot);
+  EXPECT_EQ(snapshot->sessions.size(), 3u);
+}
+
 TEST_F(RocksStorageTest, DestructorClosesAndKeepsAsyncCommits) {
   std::atomic<int> ok{0};
   {
