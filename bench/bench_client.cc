@@ -240,7 +240,8 @@ void BenchClient::OnConnack(const codec::Connack& connack) {
       return;
     }
   }
-  if (spec_.role != ClientSpec::Role::kSubscriber) {
+  // Publishers, idle connections, and subscribers without filters (--no-subscribe) are ready.
+  if (spec_.role != ClientSpec::Role::kSubscriber || spec_.filters.empty()) {
     Ready();
     return;
   }

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "bench/payload.h"
+#include "common/topic.h"
 
 namespace shardmq::bench {
 
@@ -33,6 +34,8 @@ Options:
   -p, --port PORT        broker port (default 1883)
   -c, --clients N        clients (default 1); pubsub: N publishers and N subscribers (pairs)
   --threads T            io_context threads, clients spread round-robin (default 2)
+  --sub-threads N        pubsub: N more threads for the subscribers alone (default 0: they share
+                         --threads; unlimited publishers can starve a subscriber on their thread)
   -q, --qos 0|1|2        QoS of publishes and subscriptions (default 0)
   -s, --size BYTES       payload size, at least 16 (default 64)
   --rate MSGS_PER_S      per publisher; 0 = unlimited, bounded by --inflight for QoS 1/2
@@ -49,6 +52,11 @@ Options:
                          and (pubsub) messages (default 5)
   --fan-in               pubsub: N publishers, one subscriber subscribed to all their topics
   --fan-out              pubsub: one publisher, N subscribers of its topic
+  --sub-topic FILTER     pubsub --fan-in / --fan-out: subscribers subscribe to FILTER (e.g.
+                         'bench/#') instead of the publishers' topics; it must match them all
+  --no-subscribe         sub: connect only, no SUBSCRIBE; with --no-clean and a fixed
+                         --client-prefix, resumes sessions subscribed by an earlier run and
+                         receives what they queued
   --clean / --no-clean   Clean Session / Clean Start (default --clean); --no-clean with MQTT 5
                          asks for a Session Expiry Interval of --session-expiry seconds
   --session-expiry S     (default 3600)
@@ -73,6 +81,7 @@ Examples:
   shardmq bench sub -c 1 -t 'bench/#' --qos 1 --duration 30 &
   shardmq bench pub -c 100 --rate 100 --qos 1 --duration 20
   shardmq bench conn -c 10000 --connect-rate 1000 --duration 60
+  shardmq bench pubsub -c 8 --fan-in --sub-topic 'bench/#' --duration 5
 )";
 
 template <typename T>
@@ -137,6 +146,10 @@ std::vector<Flag> Flags() {
        [](Options* o, std::string_view v) {
          return SetUint("--threads", v, 1, 1024, &o->threads);
        }},
+      {"--sub-threads", "", true,
+       [](Options* o, std::string_view v) {
+         return SetUint("--sub-threads", v, 0, 1024, &o->sub_threads);
+       }},
       {"--qos", "-q", true,
        [](Options* o, std::string_view v) { return SetUint("--qos", v, 0, 2, &o->qos); }},
       {"--size", "-s", true,
@@ -190,6 +203,17 @@ std::vector<Flag> Flags() {
       {"--fan-out", "", false,
        [](Options* o, std::string_view) {
          o->topology = Topology::kFanOut;
+         return absl::OkStatus();
+       }},
+      {"--sub-topic", "", true,
+       [](Options* o, std::string_view v) {
+         if (!topic::IsValidFilter(v)) return Bad("--sub-topic", v, "not a valid topic filter");
+         o->sub_topic = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"--no-subscribe", "", false,
+       [](Options* o, std::string_view) {
+         o->no_subscribe = true;
          return absl::OkStatus();
        }},
       {"--clean", "", false,
@@ -290,6 +314,33 @@ absl::Status Validate(const Options& o) {
   }
   if (o.mode != Mode::kPubSub && o.topology != Topology::kPairs) {
     return absl::InvalidArgumentError("--fan-in / --fan-out apply to pubsub mode only");
+  }
+  if (!o.sub_topic.empty()) {
+    if (o.mode != Mode::kPubSub || o.topology == Topology::kPairs) {
+      return absl::InvalidArgumentError("--sub-topic applies to pubsub --fan-in / --fan-out only");
+    }
+    // Loss is counted per publisher the subscribers should hear from: all of them.
+    const uint32_t publishers = o.topology == Topology::kFanIn ? o.clients : 1;
+    for (uint32_t i = 0; i < publishers; ++i) {
+      const std::string publish_topic = ExpandTopic(o.topic, o.start_index + i);
+      if (!topic::Matches(o.sub_topic, publish_topic)) {
+        return absl::InvalidArgumentError("--sub-topic \"" + o.sub_topic +
+                                          "\" does not match the publish topic \"" + publish_topic +
+                                          "\"");
+      }
+    }
+  }
+  if (o.sub_threads > 0 && o.mode != Mode::kPubSub) {
+    return absl::InvalidArgumentError("--sub-threads applies to pubsub mode only");
+  }
+  if (o.no_subscribe) {
+    if (o.mode != Mode::kSub) {
+      return absl::InvalidArgumentError("--no-subscribe applies to sub only");
+    }
+    if (o.clean) {
+      return absl::InvalidArgumentError(
+          "--no-subscribe needs --no-clean: a clean session has no subscriptions");
+    }
   }
   if (o.duration_s == 0 && o.count == 0 && o.mode != Mode::kConn) {
     return absl::InvalidArgumentError("--duration 0 needs --count: every run must be bounded");

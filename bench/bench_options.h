@@ -32,12 +32,22 @@ struct Options {
   uint16_t port = 1883;
   uint32_t clients = 1;      // -c / --clients
   uint32_t threads = 2;      // io_context threads; clients are spread round-robin
+  // pubsub: extra threads for the subscribers alone (0 = they share `threads`). Unlimited
+  // publishers can otherwise starve subscribers on the same thread, and the run measures the
+  // load generator rather than the broker.
+  uint32_t sub_threads = 0;
   uint32_t start_index = 0;  // first client index (%i, client ids, publisher ids)
   uint8_t qos = 0;
   uint32_t size = 64;              // payload bytes, >= kStampSize
   double rate = 0;                 // messages/s per publisher; 0 = as fast as the window allows
   uint32_t inflight = 32;          // unacknowledged QoS 1/2 messages per publisher, 1..65535
   std::string topic = "bench/%i";  // %i = client index
+  // pubsub --fan-in / --fan-out: the subscribers' one filter instead of the publishers' topics
+  // ("" = those topics). Must match every publisher's topic: loss is counted as if it did.
+  std::string sub_topic;
+  // sub: connect without SUBSCRIBE (with --no-clean: resume a stored session and receive what
+  // it queued).
+  bool no_subscribe = false;
   broker::codec::ProtocolVersion version = broker::codec::ProtocolVersion::kV5;
   double duration_s = 10;  // run (pub/sub/pubsub) or hold (conn) time; 0 = none (--count)
   uint64_t count = 0;      // messages per publisher (pub, pubsub) / subscriber (sub); 0 = none

@@ -205,7 +205,10 @@ Plan MakePlan(const Options& o) {
       break;
     case Mode::kSub:
       for (uint32_t i = 0; i < n; ++i) {
-        plan.subscribers.push_back(subscriber(i, {ExpandTopic(o.topic, o.start_index + i)}));
+        // --no-subscribe: no filters, the session (if resumed) has its own.
+        std::vector<std::string> filters;
+        if (!o.no_subscribe) filters.push_back(ExpandTopic(o.topic, o.start_index + i));
+        plan.subscribers.push_back(subscriber(i, std::move(filters)));
       }
       break;
     case Mode::kConn:
@@ -225,15 +228,20 @@ Plan MakePlan(const Options& o) {
             plan.publishers.push_back(publisher(i));
             filters.push_back(plan.publishers.back().publish_topic);
           }
-          std::sort(filters.begin(), filters.end());
-          filters.erase(std::unique(filters.begin(), filters.end()), filters.end());
+          if (!o.sub_topic.empty()) {
+            filters = {o.sub_topic};  // matches them all (validated)
+          } else {
+            std::sort(filters.begin(), filters.end());
+            filters.erase(std::unique(filters.begin(), filters.end()), filters.end());
+          }
           plan.subscribers.push_back(subscriber(0, std::move(filters)));
           break;
         }
         case Topology::kFanOut:
           plan.publishers.push_back(publisher(0));
           for (uint32_t i = 0; i < n; ++i) {
-            plan.subscribers.push_back(subscriber(i, {plan.publishers.back().publish_topic}));
+            plan.subscribers.push_back(subscriber(
+                i, {o.sub_topic.empty() ? plan.publishers.back().publish_topic : o.sub_topic}));
           }
           break;
       }
@@ -387,12 +395,17 @@ absl::StatusOr<Summary> LoadGenerator::Run(std::FILE* progress, const std::atomi
   const uint32_t num_subs = static_cast<uint32_t>(plan.subscribers.size());
   const uint32_t num_idle = static_cast<uint32_t>(plan.idle.size());
   std::vector<std::unique_ptr<Worker>> workers;
-  for (uint32_t i = 0; i < o.threads; ++i) {
+  for (uint32_t i = 0; i < o.threads + o.sub_threads; ++i) {
     workers.push_back(std::make_unique<Worker>(o, endpoint, tls.get()));
   }
-  for (auto* group : {&plan.subscribers, &plan.publishers, &plan.idle}) {
+  // With --sub-threads the subscribers get the last sub_threads workers to themselves.
+  for (size_t i = 0; i < plan.subscribers.size(); ++i) {
+    const size_t w = o.sub_threads > 0 ? o.threads + i % o.sub_threads : i % o.threads;
+    workers[w]->Add(std::move(plan.subscribers[i]));
+  }
+  for (auto* group : {&plan.publishers, &plan.idle}) {
     for (size_t i = 0; i < group->size(); ++i) {
-      workers[i % workers.size()]->Add(std::move((*group)[i]));
+      workers[i % o.threads]->Add(std::move((*group)[i]));
     }
   }
   for (auto& w : workers) w->Start();

@@ -197,6 +197,7 @@ int Run(const Flags& flags) {
     session::WorkerCore& wc = core->core(i);
     wc.worker().Post([&wc] {
       wc.StopExpirySweeper();
+      wc.StopDeadlineTicker();
       wc.CloseAll();
     });
   }

@@ -255,7 +255,9 @@ struct Auth {
   bool operator==(const Auth&) const = default;
 };
 
-using Packet = std::variant<Connect, Connack, Publish, PubResponse, Subscribe, Suback, Unsubscribe,
-                            Unsuback, Pingreq, Pingresp, Disconnect, Auth>;
+// Pingreq (empty) comes first so that a default-constructed Packet (as in every DecodeResult)
+// costs nothing; Connect would construct all its strings and Properties on every Decode call.
+using Packet = std::variant<Pingreq, Connect, Connack, Publish, PubResponse, Subscribe, Suback,
+                            Unsubscribe, Unsuback, Pingresp, Disconnect, Auth>;
 
 }  // namespace shardmq::broker::codec

@@ -22,7 +22,8 @@ struct ConnectionLimits {
 
 class TcpConnection final : public Transport, public std::enable_shared_from_this<TcpConnection> {
  public:
-  TcpConnection(boost::asio::ip::tcp::socket socket, uint64_t id, ConnectionLimits limits);
+  // `limits` must outlive the connection (the listener's).
+  TcpConnection(boost::asio::ip::tcp::socket socket, uint64_t id, const ConnectionLimits& limits);
   ~TcpConnection() override;
 
   // Starts reading; `callbacks` receives data until OnClosed. Call on the socket's worker.
@@ -37,19 +38,20 @@ class TcpConnection final : public Transport, public std::enable_shared_from_thi
 
  private:
   void DoRead();
-  void OnRead(const boost::system::error_code& ec, size_t n);
+  void OnReadable(const boost::system::error_code& ec);
+  void ReadNow();
   void DoWrite();
   void OnWrite(const boost::system::error_code& ec, size_t n);
   void Shutdown();
 
   boost::asio::ip::tcp::socket socket_;
   const uint64_t id_;
-  const ConnectionLimits limits_;
+  const ConnectionLimits& limits_;
   std::string peer_;
   std::shared_ptr<ConnectionCallbacks> callbacks_;
-  std::vector<uint8_t> rbuf_;
-  size_t rlen_ = 0;       // valid bytes in rbuf_
-  size_t wanted_ = 0;     // size hint for the next packet
+  std::vector<uint8_t> rbuf_;  // an incomplete packet's bytes; empty (unallocated) otherwise
+  uint32_t rlen_ = 0;          // valid bytes in rbuf_ (a packet is at most 268,435,460 bytes)
+  uint32_t wanted_ = 0;        // size hint for the next packet (bytes from its start)
   std::string writing_;   // being written by async_write
   std::string pending_;   // appended while a write is in progress
   bool write_in_progress_ = false;

@@ -34,6 +34,8 @@ class ConnectionCallbacks {
   // The connection is closed (by the peer, an error, or Close()). Exactly once; the Transport must
   // not be used afterwards.
   virtual void OnClosed() = 0;
+  // A write to the socket completed; `pending_bytes` are still queued.
+  virtual void OnWritten(size_t pending_bytes) { (void)pending_bytes; }
 };
 
 }  // namespace shardmq::broker::net

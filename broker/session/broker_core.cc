@@ -156,6 +156,8 @@ void WorkerCore::Dispatch(std::vector<Delivery>& deliveries) {
     }
     if (loc->worker == index()) {
       DeliverLocal(std::move(d));
+    } else if (d.qos == 0 && !d.retain_on_subscribe && PeerCongested(loc->worker, d.client_id)) {
+      stats_.Add(stats_.dropped_qos0_backpressure);
     } else {
       outbox_[loc->worker].push_back(std::move(d));
       ScheduleFlush();
@@ -185,6 +187,27 @@ void WorkerCore::DeliverLocal(Delivery&& d) {
     return;
   }
   s->Enqueue(std::move(d));
+}
+
+void WorkerCore::SetCongested(const std::string& client_id, bool congested) {
+  std::lock_guard lock(congested_mu_);
+  const bool changed = congested ? congested_.insert(client_id).second
+                                 : congested_.erase(client_id) > 0;
+  if (changed) congested_version_.fetch_add(1, std::memory_order_release);
+}
+
+bool WorkerCore::PeerCongested(int worker, const std::string& client_id) {
+  WorkerCore& peer = broker_.core(worker);
+  if (peer_congestion_.size() <= static_cast<size_t>(worker)) {
+    peer_congestion_.resize(static_cast<size_t>(worker) + 1);
+  }
+  PeerCongestion& copy = peer_congestion_[static_cast<size_t>(worker)];
+  if (peer.congested_version_.load(std::memory_order_acquire) != copy.version) {
+    std::lock_guard lock(peer.congested_mu_);
+    copy.sessions = peer.congested_;
+    copy.version = peer.congested_version_.load(std::memory_order_relaxed);
+  }
+  return !copy.sessions.empty() && copy.sessions.contains(client_id);
 }
 
 void WorkerCore::ScheduleFlush() {
@@ -452,16 +475,49 @@ void WorkerCore::EndSession(Session& session) {
   if (!moving) broker_.Release(cid, index());
 }
 
-void WorkerCore::RegisterConnection(ConnectionHandler* handler) { connections_.push_back(handler); }
+void WorkerCore::RegisterConnection(ConnectionHandler* handler) {
+  handler->slot_ = connections_.size();
+  connections_.push_back(ConnectionSlot{handler, 0});
+  if (!ticker_) ScheduleTick();
+}
 
 void WorkerCore::UnregisterConnection(ConnectionHandler* handler) {
-  for (size_t i = 0; i < connections_.size(); ++i) {
-    if (connections_[i] == handler) {
-      connections_[i] = connections_.back();
-      connections_.pop_back();
-      return;
+  const size_t i = handler->slot_;
+  if (i >= connections_.size() || connections_[i].handler != handler) return;
+  connections_[i] = connections_.back();
+  connections_[i].handler->slot_ = i;
+  connections_.pop_back();
+  handler->slot_ = SIZE_MAX;
+}
+
+void WorkerCore::SetDeadline(ConnectionHandler* handler, int64_t deadline_ms) {
+  const size_t i = handler->slot_;
+  if (i < connections_.size() && connections_[i].handler == handler) {
+    connections_[i].deadline_ms = deadline_ms;
+  }
+}
+
+void WorkerCore::ScheduleTick() {
+  if (!ticker_) ticker_ = std::make_unique<boost::asio::steady_timer>(worker_.io());
+  ticker_->expires_after(kDeadlineTick);
+  ticker_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec || !ticker_) return;
+    Tick();
+    if (ticker_) ScheduleTick();
+  });
+}
+
+void WorkerCore::Tick() {
+  const int64_t now = broker_.clock().SteadyMs();
+  std::vector<std::shared_ptr<ConnectionHandler>> due;
+  for (ConnectionSlot& slot : connections_) {
+    if (slot.deadline_ms != 0 && slot.deadline_ms <= now) {
+      slot.deadline_ms = 0;
+      due.push_back(slot.handler->shared_from_this());
     }
   }
+  // Outside the loop: a handler may close (and unregister) itself.
+  for (auto& handler : due) handler->OnDeadline(now);
 }
 
 void WorkerCore::StartExpirySweeper(std::chrono::milliseconds interval) {
@@ -476,8 +532,10 @@ void WorkerCore::StartExpirySweeper(std::chrono::milliseconds interval) {
 }
 
 void WorkerCore::CloseAll() {
-  std::vector<ConnectionHandler*> all = connections_;
-  for (ConnectionHandler* h : all) h->Kick(codec::ReasonCode::kServerShuttingDown);
+  std::vector<std::shared_ptr<ConnectionHandler>> all;
+  all.reserve(connections_.size());
+  for (const ConnectionSlot& slot : connections_) all.push_back(slot.handler->shared_from_this());
+  for (auto& h : all) h->Kick(codec::ReasonCode::kServerShuttingDown);
 }
 
 // ---------------------------------------------------------------- BrokerCore

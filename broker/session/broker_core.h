@@ -20,6 +20,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "broker/net/worker.h"
 #include "broker/session/message.h"
@@ -100,6 +101,15 @@ class WorkerCore {
   // Delivers to a session resident on this worker (or forwards it if the session moved).
   void DeliverLocal(Delivery&& delivery);
 
+  // QoS 0 backpressure across workers. A session of this worker whose connection has more than
+  // kCongestedBytes unwritten is marked congested; other workers then drop QoS 0 deliveries to it
+  // where they are published (counted as qos0_backpressure there) instead of handing them over
+  // to be dropped here: under QoS 0 overload the subscriber's worker keeps its time for writing
+  // to the subscriber. Call on this worker.
+  void SetCongested(const std::string& client_id, bool congested);
+  // Whether `client_id`, resident on worker `worker`, is marked congested. Call on this worker.
+  bool PeerCongested(int worker, const std::string& client_id);
+
   // Runs fn on `target`'s thread, after every delivery this worker queued for it.
   void PostTo(int target, absl::AnyInvocable<void(WorkerCore&)> fn);
   // Runs fn on every worker (on this one synchronously, first). `done`, if given, runs on this
@@ -127,8 +137,16 @@ class WorkerCore {
   void StartExpirySweeper(std::chrono::milliseconds interval);
   void StopExpirySweeper() { sweeper_.reset(); }
 
+  // Every connection of this worker is registered from construction to OnClosed. One ticker
+  // per worker (every kDeadlineTick) calls OnDeadline on those whose deadline has passed: CONNECT
+  // timeout and keepalive need no timer per connection (an idle connection stays small).
   void RegisterConnection(ConnectionHandler* handler);
   void UnregisterConnection(ConnectionHandler* handler);
+  // Sets when `handler` wants OnDeadline (steady ms; 0 = never). A deadline may be early: the
+  // handler re-checks and sets the next one.
+  void SetDeadline(ConnectionHandler* handler, int64_t deadline_ms);
+  void StopDeadlineTicker() { ticker_.reset(); }
+  static constexpr std::chrono::milliseconds kDeadlineTick{250};
 
  private:
   friend class BrokerCore;
@@ -171,7 +189,24 @@ class WorkerCore {
     std::vector<Delivery> held;  // direct deliveries that arrived before the session
   };
   absl::flat_hash_map<std::string, PendingConnect> pending_connects_;
-  std::vector<ConnectionHandler*> connections_;
+  struct ConnectionSlot {
+    ConnectionHandler* handler;
+    int64_t deadline_ms;  // 0 = none
+  };
+  void ScheduleTick();
+  void Tick();
+  std::vector<ConnectionSlot> connections_;  // ConnectionHandler::slot_ is the index
+  std::unique_ptr<boost::asio::steady_timer> ticker_;
+  // Congested sessions of this worker (read by other workers under congested_mu_, and only
+  // when congested_version_ has changed since their last copy).
+  std::mutex congested_mu_;
+  absl::flat_hash_set<std::string> congested_;
+  std::atomic<uint64_t> congested_version_{0};
+  struct PeerCongestion {
+    uint64_t version = 0;
+    absl::flat_hash_set<std::string> sessions;
+  };
+  std::vector<PeerCongestion> peer_congestion_;  // by worker index
   std::unique_ptr<boost::asio::steady_timer> sweeper_;
 };
 

@@ -19,6 +19,16 @@ using codec::ReasonCode;
 
 namespace {
 
+// Outgoing packets are encoded into one buffer per worker thread, then copied into the
+// transport's write buffer: a per-connection buffer would keep the capacity of the largest
+// packet ever sent on every connection.
+std::string& EncodeBuffer() {
+  thread_local std::string buffer;
+  if (buffer.capacity() > (1u << 20)) std::string().swap(buffer);
+  buffer.clear();
+  return buffer;
+}
+
 constexpr size_t kCongestedBytes = 4 << 20;
 
 std::string GenerateClientId() {
@@ -59,13 +69,8 @@ ConnectionHandler::ConnectionHandler(WorkerCore& core, net::Transport& transport
 ConnectionHandler::~ConnectionHandler() = default;
 
 void ConnectionHandler::Start() {
-  timer_ = std::make_unique<boost::asio::steady_timer>(core_.worker().io());
-  timer_->expires_after(std::chrono::seconds(core_.broker().mqtt().connect_timeout()));
-  timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
-    auto self = weak.lock();
-    if (ec || !self) return;
-    if (self->state_ == State::kAwaitConnect) self->CloseConnection(false);
-  });
+  core_.SetDeadline(this, core_.broker().clock().SteadyMs() +
+                              int64_t{core_.broker().mqtt().connect_timeout()} * 1000);
 }
 
 std::string ConnectionHandler::Describe() const {
@@ -219,7 +224,7 @@ void ConnectionHandler::HandleConnect(codec::Connect& c) {
 
   state_ = State::kConnecting;
   bool clean = c.clean_start;
-  connect_ = std::move(c);
+  connect_ = std::make_unique<codec::Connect>(std::move(c));
   core_.Connect(shared_from_this(), SessionRequest{client_id_, clean});
 }
 
@@ -274,12 +279,12 @@ void ConnectionHandler::OnSessionReady(Session& session, bool present) {
   connect_.reset();
   core_.AnnounceLocation(session);
   ArmKeepalive();
-  while (!pending_.empty() && state_ == State::kConnected) {
-    codec::Packet p = std::move(pending_.front());
-    pending_.pop_front();
+  std::vector<codec::Packet> pending = std::move(pending_);
+  pending_.clear();
+  for (codec::Packet& p : pending) {
+    if (state_ != State::kConnected) break;
     HandlePacket(p);
   }
-  pending_.clear();
 }
 
 void ConnectionHandler::RejectConnect(ReasonCode reason) { SendConnackError(reason); }
@@ -342,7 +347,10 @@ void ConnectionHandler::CloseConnection(bool will_due) {
   if (state_ == State::kClosing || state_ == State::kClosed) return;
   auto self = shared_from_this();
   state_ = State::kClosing;
-  timer_.reset();
+  if (congested_marked_) {
+    congested_marked_ = false;
+    core_.SetCongested(client_id_, false);
+  }
   if (session_ != nullptr) {
     Session* s = session_;
     session_ = nullptr;
@@ -360,21 +368,34 @@ void ConnectionHandler::OnClosed() {
   }
   state_ = State::kClosed;
   transport_ = nullptr;
-  timer_.reset();
   core_.stats().connections_open.fetch_sub(1, std::memory_order_relaxed);
   core_.UnregisterConnection(this);
 }
 
 void ConnectionHandler::SendPacket(const codec::Packet& packet) {
   if (transport_ == nullptr) return;
-  scratch_.clear();
-  codec::Encode(packet, version_, &scratch_);
-  core_.stats().Add(core_.stats().bytes_sent, scratch_.size());
-  transport_->Send(scratch_);
+  std::string& out = EncodeBuffer();
+  codec::Encode(packet, version_, &out);
+  core_.stats().Add(core_.stats().bytes_sent, out.size());
+  transport_->Send(out);
 }
 
 bool ConnectionHandler::congested() const {
   return transport_ == nullptr || transport_->PendingWriteBytes() > kCongestedBytes;
+}
+
+void ConnectionHandler::MarkCongested() {
+  if (congested_marked_ || client_id_.empty()) return;
+  congested_marked_ = true;
+  core_.SetCongested(client_id_, true);
+}
+
+void ConnectionHandler::OnWritten(size_t pending_bytes) {
+  // Hysteresis: cleared once a quarter of the threshold is left, not at every write.
+  if (congested_marked_ && pending_bytes < kCongestedBytes / 4) {
+    congested_marked_ = false;
+    core_.SetCongested(client_id_, false);
+  }
 }
 
 bool ConnectionHandler::SendPublish(const Message& m, uint8_t qos, bool retain, bool dup,
@@ -398,8 +419,8 @@ bool ConnectionHandler::SendPublish(const Message& m, uint8_t qos, bool retain, 
     h.properties.subscription_identifiers.assign(subscription_ids.begin(),
                                                  subscription_ids.end());
     if (client_alias_max_ > 0) {
-      auto it = alias_out_.find(m.topic);
-      if (it != alias_out_.end()) {
+      auto it = aliases().out.find(m.topic);
+      if (it != aliases().out.end()) {
         h.properties.topic_alias = it->second;  // topic left empty
       } else {
         h.topic = m.topic;
@@ -416,13 +437,13 @@ bool ConnectionHandler::SendPublish(const Message& m, uint8_t qos, bool retain, 
   }
   size_t size = codec::PublishSize(h, m.payload.size(), version_);
   if (client_max_packet_ != 0 && size > client_max_packet_) return false;  // MQTT 5 s3.1.2.11.4
-  if (new_alias) alias_out_[m.topic] = next_alias_out_++;
-  scratch_.clear();
-  codec::EncodePublish(h, m.payload, version_, &scratch_);
+  if (new_alias) aliases().out[m.topic] = next_alias_out_++;
+  std::string& out = EncodeBuffer();
+  codec::EncodePublish(h, m.payload, version_, &out);
   WorkerStats& st = core_.stats();
   st.Add(st.messages_sent);
-  st.Add(st.bytes_sent, scratch_.size());
-  transport_->Send(scratch_);
+  st.Add(st.bytes_sent, out.size());
+  transport_->Send(out);
   return true;
 }
 
@@ -450,14 +471,14 @@ void ConnectionHandler::HandlePublish(codec::Publish& p) {
       return;
     }
     if (p.topic.empty()) {
-      auto it = alias_in_.find(alias);
-      if (it == alias_in_.end()) {
+      auto it = aliases().in.find(alias);
+      if (it == aliases().in.end()) {
         Fail(ReasonCode::kProtocolError, "unknown topic alias");
         return;
       }
       p.topic = it->second;
     } else {
-      alias_in_[alias] = p.topic;
+      aliases().in[alias] = p.topic;
     }
   } else if (p.topic.empty()) {
     Fail(ReasonCode::kProtocolError, "empty topic without alias");
@@ -738,23 +759,20 @@ void ConnectionHandler::HandleDisconnect(codec::Disconnect& d) {
 }
 
 void ConnectionHandler::ArmKeepalive() {
-  if (keepalive_ms_ == 0) return;
-  // MQTT s3.1.2.10: disconnect after 1.5 times the Keep Alive without any packet.
-  int64_t deadline = last_rx_ms_ + keepalive_ms_ + keepalive_ms_ / 2;
-  int64_t now = core_.broker().clock().SteadyMs();
-  if (!timer_) timer_ = std::make_unique<boost::asio::steady_timer>(core_.worker().io());
-  timer_->expires_after(std::chrono::milliseconds(std::max<int64_t>(deadline - now, 1)));
-  timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
-    auto self = weak.lock();
-    if (ec || !self) return;
-    self->OnKeepaliveTimer();
-  });
+  // MQTT s3.1.2.10: disconnect after 1.5 times the Keep Alive without any packet. The deadline
+  // is checked by the worker's ticker (WorkerCore::kDeadlineTick late at most); packets only
+  // move last_rx_ms_, and OnDeadline sets the next deadline from it.
+  core_.SetDeadline(this, keepalive_ms_ == 0 ? 0 : last_rx_ms_ + keepalive_ms_ + keepalive_ms_ / 2);
 }
 
-void ConnectionHandler::OnKeepaliveTimer() {
-  if (state_ != State::kConnected) return;
-  int64_t now = core_.broker().clock().SteadyMs();
-  if (now - last_rx_ms_ >= keepalive_ms_ + keepalive_ms_ / 2) {
+void ConnectionHandler::OnDeadline(int64_t now_ms) {
+  if (state_ == State::kAwaitConnect) {
+    SHARDMQ_LOG(DEBUG) << Describe() << "no CONNECT within the connect timeout";
+    CloseConnection(false);
+    return;
+  }
+  if (state_ != State::kConnected || keepalive_ms_ == 0) return;
+  if (now_ms - last_rx_ms_ >= keepalive_ms_ + keepalive_ms_ / 2) {
     SHARDMQ_LOG(DEBUG) << Describe() << "keepalive timeout";
     Fail(ReasonCode::kKeepAliveTimeout, "keepalive");
     return;

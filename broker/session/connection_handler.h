@@ -4,12 +4,11 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <memory>
+#include <vector>
 #include <optional>
 #include <string>
 
-#include <boost/asio/steady_timer.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "broker/codec/decoder.h"
@@ -44,6 +43,7 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   // net::ConnectionCallbacks
   size_t OnData(std::span<const uint8_t> data, size_t* wanted) override;
   void OnClosed() override;
+  void OnWritten(size_t pending_bytes) override;
 
   // --- called by the session layer
   // The session for this connection's CONNECT is ready (found, moved here, or created).
@@ -52,6 +52,8 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   void RejectConnect(codec::ReasonCode reason);
   // Another connection took over the session (v5: DISCONNECT 0x8E), or the broker is closing.
   void Kick(codec::ReasonCode reason);
+  // The deadline set through WorkerCore::SetDeadline has passed: CONNECT timeout or keepalive.
+  void OnDeadline(int64_t now_ms);
 
   // Sends a PUBLISH for the session. Returns false (and sends nothing) when the packet would
   // exceed the client's Maximum Packet Size.
@@ -62,11 +64,16 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   uint16_t send_window() const { return send_window_; }
   // True when the socket's write buffer is so full that QoS 0 messages should be dropped.
   bool congested() const;
+  // A QoS 0 delivery was dropped because of congested(): other workers are told to drop QoS 0
+  // deliveries to this session at their end until the backlog is written (WorkerCore::
+  // SetCongested).
+  void MarkCongested();
   codec::ProtocolVersion version() const { return version_; }
   uint64_t id() const { return transport_ ? transport_->id() : 0; }
   const std::string& client_id() const { return client_id_; }
 
  private:
+  friend class WorkerCore;  // slot_
   enum class State { kAwaitConnect, kConnecting, kConnected, kClosing, kClosed };
 
   void HandlePacket(codec::Packet& packet);
@@ -85,7 +92,6 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   void SendPacket(const codec::Packet& packet);
   void SendConnackError(codec::ReasonCode reason);
   void ArmKeepalive();
-  void OnKeepaliveTimer();
   std::string Describe() const;
 
   WorkerCore& core_;
@@ -96,8 +102,10 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   codec::DecoderLimits limits_;
   std::string client_id_;
   Session* session_ = nullptr;
-  std::deque<codec::Packet> pending_;  // packets received while the session is being prepared
-  std::optional<codec::Connect> connect_;  // the CONNECT, kept until the session is ready
+  // Packets received while the session is being prepared (a vector: no allocation when empty,
+  // unlike std::deque, which matters with many idle connections).
+  std::vector<codec::Packet> pending_;
+  std::unique_ptr<codec::Connect> connect_;  // the CONNECT, kept until the session is ready
   bool assigned_client_id_ = false;
   uint32_t connect_expiry_s_ = 0;   // as requested in CONNECT
   uint32_t session_expiry_s_ = 0;   // after the configured cap
@@ -107,7 +115,8 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   // keepalive
   uint32_t keepalive_ms_ = 0;
   int64_t last_rx_ms_ = 0;
-  std::unique_ptr<boost::asio::steady_timer> timer_;  // CONNECT timeout, then keepalive
+  bool congested_marked_ = false;
+  size_t slot_ = SIZE_MAX;  // index in WorkerCore's connection registry
 
   // flow control and limits announced by the client (v5)
   uint16_t send_window_ = 0;
@@ -115,10 +124,17 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   uint16_t client_alias_max_ = 0;
   bool request_problem_info_ = true;
   // topic aliases
-  absl::flat_hash_map<uint16_t, std::string> alias_in_;
-  absl::flat_hash_map<std::string, uint16_t> alias_out_;
+  // MQTT 5 topic aliases, allocated at first use (most connections never use them).
+  struct TopicAliases {
+    absl::flat_hash_map<uint16_t, std::string> in;
+    absl::flat_hash_map<std::string, uint16_t> out;
+  };
+  TopicAliases& aliases() {
+    if (!aliases_) aliases_ = std::make_unique<TopicAliases>();
+    return *aliases_;
+  }
+  std::unique_ptr<TopicAliases> aliases_;
   uint16_t next_alias_out_ = 1;
-  std::string scratch_;
 };
 
 }  // namespace shardmq::broker::session

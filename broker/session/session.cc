@@ -273,6 +273,7 @@ void Session::Restore(const storage::StoredSession& stored,
     will_stored_ = true;
   }
   for (uint16_t id : stored.incoming_qos2) incoming_qos2.insert(id);
+  size_t superseded = 0;
   for (const auto& [id, e] : stored.entries) {
     auto body = bodies.find(id);
     if (body == bodies.end()) continue;  // Load dropped it as an orphan
@@ -287,7 +288,20 @@ void Session::Restore(const storage::StoredSession& stored,
     if (e.state() == records::QueueEntry::QUEUED || e.packet_id() == 0) {
       queued_bytes_ += out.message->payload.size();
       if (core_->broker().LatestOnly(out.message->topic)) {
-        latest_by_topic_[out.message->topic] = out.seq;
+        // Entries come in message id order. Two queued entries on one latest-only topic mean
+        // the process died after the newer one was stored but before the older one's deletion
+        // (written by the session's worker, not with the publisher's ack) was: finish it now.
+        auto [it, fresh] = latest_by_topic_.try_emplace(out.message->topic, out.seq);
+        if (!fresh) {
+          for (Outgoing& older : queue_) {
+            if (older.seq != it->second || older.superseded) continue;
+            older.superseded = true;
+            queued_bytes_ -= older.message->payload.size();
+            Forget(older);
+            ++superseded;
+          }
+          it->second = out.seq;
+        }
       }
       queue_.push_back(std::move(out));
     } else {
@@ -297,6 +311,12 @@ void Session::Restore(const storage::StoredSession& stored,
       last_packet_id_ = std::max(last_packet_id_, out.packet_id);
       inflight_.emplace(out.seq, std::move(out));
     }
+  }
+  if (superseded > 0) {
+    queue_.erase(std::remove_if(queue_.begin(), queue_.end(),
+                                [](const Outgoing& o) { return o.superseded; }),
+                 queue_.end());
+    core_->stats().Add(core_->stats().dropped_superseded, superseded);
   }
   (void)now_ms;
 }
@@ -348,6 +368,7 @@ void Session::Enqueue(Delivery&& d) {
       return;
     }
     if (connection_->congested()) {
+      connection_->MarkCongested();
       st.Add(st.dropped_qos0_backpressure);
       return;
     }

@@ -15,6 +15,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "broker/codec/packets.h"
+#include "broker/session/lazy_deque.h"
 #include "broker/session/message.h"
 #include "storage/storage.h"
 
@@ -153,7 +154,7 @@ class Session {
   const uint64_t gen_;
   uint64_t location_version_ = 0;
   ConnectionHandler* connection_ = nullptr;
-  std::deque<Outgoing> queue_;
+  LazyDeque<Outgoing> queue_;
   size_t queued_bytes_ = 0;
   // In-flight messages in the order they were first sent (resent in that order).
   std::map<uint64_t, Outgoing> inflight_;

@@ -114,6 +114,69 @@ TEST(BenchOptionsTest, SubscriberTopicMayHaveWildcards) {
   ASSERT_TRUE(o.ok()) << o.status();
 }
 
+TEST(BenchOptionsTest, SubThreads) {
+  auto o = Parse({"pubsub", "-c", "8", "--fan-in", "--threads", "2", "--sub-threads", "1"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->threads, 2u);
+  EXPECT_EQ(o->sub_threads, 1u);
+  EXPECT_EQ(Parse({"pubsub"})->sub_threads, 0u);
+  EXPECT_FALSE(Parse({"pub", "--sub-threads", "1"}).ok());
+  EXPECT_FALSE(Parse({"pubsub", "--sub-threads", "x"}).ok());
+}
+
+TEST(BenchOptionsTest, SubTopic) {
+  // Fan-in: one wildcard filter instead of one subscription per publisher topic.
+  auto o = Parse({"pubsub", "-c", "8", "--fan-in", "--sub-topic", "bench/#"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->sub_topic, "bench/#");
+  EXPECT_EQ(o->topology, Topology::kFanIn);
+  o = Parse({"pubsub", "-c", "3", "--fan-out", "--sub-topic=+/0", "--start-index", "0"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->sub_topic, "+/0");
+  EXPECT_TRUE(Parse({"pubsub"})->sub_topic.empty());
+
+  const std::vector<std::vector<std::string>> bad = {
+      {"pubsub", "--sub-topic", "bench/#"},                         // pairs: one filter per pair
+      {"sub", "--sub-topic", "bench/#"},                            // sub has -t
+      {"pubsub", "--fan-in", "--sub-topic", "a/#/b"},               // not a valid filter
+      {"pubsub", "--fan-in", "--sub-topic", ""},                    // empty
+      {"pubsub", "--fan-in", "-c", "2", "--sub-topic", "bench/0"},  // misses bench/1
+      {"pubsub", "--fan-out", "--start-index", "5", "--sub-topic", "bench/0"},
+      {"pubsub", "--fan-in", "--sub-topic"},  // missing value
+  };
+  for (const auto& args : bad) {
+    auto r = Parse(args);
+    std::string joined;
+    for (const auto& a : args) joined += a + " ";
+    ASSERT_FALSE(r.ok()) << joined;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << joined;
+  }
+}
+
+TEST(BenchOptionsTest, NoSubscribe) {
+  // Resume persistent sessions subscribed by an earlier run, without subscribing again.
+  auto o = Parse(
+      {"sub", "-c", "10", "--no-clean", "--client-prefix", "p-", "--no-subscribe", "--count", "5"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->no_subscribe);
+  EXPECT_FALSE(o->clean);
+  EXPECT_FALSE(Parse({"sub"})->no_subscribe);
+
+  const std::vector<std::vector<std::string>> bad = {
+      {"sub", "--no-subscribe"},                // a clean session has no subscriptions
+      {"pub", "--no-clean", "--no-subscribe"},  // sub only
+      {"pubsub", "--no-clean", "--no-subscribe"},
+      {"sub", "--no-clean", "--no-subscribe=1"},  // takes no value
+  };
+  for (const auto& args : bad) {
+    auto r = Parse(args);
+    std::string joined;
+    for (const auto& a : args) joined += a + " ";
+    ASSERT_FALSE(r.ok()) << joined;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << joined;
+  }
+}
+
 TEST(BenchOptionsTest, ExpandTopic) {
   EXPECT_EQ(ExpandTopic("bench/%i", 7), "bench/7");
   EXPECT_EQ(ExpandTopic("%i/%i", 12), "12/12");

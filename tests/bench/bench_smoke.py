@@ -69,6 +69,22 @@ def main():
                       "--count", "200", "--fan-in")
             check_pubsub(s)
             assert s["sent"] == 600 and s["acked"] == 600, s
+            # The same through one wildcard subscription (--sub-topic) instead of one per topic.
+            s = bench(shardmq, port, "pubsub", "-c", "3", "--qos", "1", "--count", "200",
+                      "--fan-in", "--sub-topic", "bench/#")
+            check_pubsub(s)
+            assert s["sent"] == 600 and s["subscribers"] == 1, s
+            # Persistent sessions: subscribe and go away, messages queue, come back without
+            # subscribing again (--no-subscribe) and receive them all.
+            session = ["--no-clean", "--client-prefix", "smoke-persist-", "--qos", "1",
+                       "-t", "smoke/persist"]
+            s = bench(shardmq, port, "sub", "-c", "3", "--duration", "0.2", *session)
+            assert s["connected"] == 3, s
+            s = bench(shardmq, port, "pub", "-c", "1", "--count", "50", *session)
+            assert s["acked"] == 50, s
+            s = bench(shardmq, port, "sub", "-c", "3", "--count", "50", "--no-subscribe",
+                      *session)
+            assert s["received_unique"] == 150 and s["lost"] == 0, s
             # QoS 0 at a fixed rate, fan-out: each message reaches all 3 subscribers.
             s = bench(shardmq, port, "pubsub", "-c", "3", "--qos", "0", "--rate", "200",
                       "--count", "100", "--fan-out")

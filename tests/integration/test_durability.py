@@ -610,6 +610,33 @@ def test_queue_limit_drops_counted_and_limit_holds_after_restart(broker_factory,
 
 
 @pytest.mark.parametrize("how", HOW)
+def test_latest_only_restore_drops_an_older_entry_of_the_same_topic(broker_factory, version, how):
+    """A crash can leave two queued entries on one latest-only topic (the newer one is stored with
+    the publisher's ack, the older one's deletion by the session's worker a moment later). Made
+    deterministic here: queue two messages while the filter is not latest-only, then restart with
+    it. Only the newest is delivered, and the older one is deleted from disk for good."""
+    broker = broker_factory(config=config())
+    c, _ = paho_session(broker, version, "dur-latest-fix")
+    c.subscribe("dur/tele/#", qos=1)
+    c.disconnect()
+    pub = R.connected(broker.port, version, "dur-latest-fix-pub")
+    for p in (b"t1", b"t2", b"t3"):
+        pub.publish_qos("dur/tele/a", p, qos=1)
+    pub.publish_qos("dur/tele/b", b"u1", qos=1)
+    pub.close()
+    broker.config = config(latest_only_filters=["dur/tele/#"])
+    broker.restart(how)
+    before = broker.metric(DROPPED, reason="superseded")
+    assert before == 2, "t1 and t2 are superseded by t3 at restore: %r" % before
+    broker.restart("stop")  # the deletions reached the disk: nothing comes back
+    c, ack = paho_session(broker, version, "dur-latest-fix")
+    assert ack["session_present"] is True
+    got = sorted((m.topic, m.payload) for m in c.expect_messages(2) + drain_paho(c))
+    assert got == [("dur/tele/a", b"t3"), ("dur/tele/b", b"u1")], got
+    c.close()
+
+
+@pytest.mark.parametrize("how", HOW)
 def test_latest_only_filters_keep_newest_per_topic(broker_factory, version, how):
     broker = broker_factory(config=config(latest_only_filters=["dur/tele/#"]))
     c, _ = paho_session(broker, version, "dur-latest")
