@@ -44,6 +44,7 @@
 #include "rocksdb/convenience.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
+#include "rocksdb/memtablerep.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/table_properties_collectors.h"
@@ -152,6 +153,9 @@ rocksdb::DBOptions MakeDbOptions() {
   o.create_missing_column_families = false;
   o.max_open_files = -1;  // keep every table open: needed by periodic compaction
   o.max_background_jobs = 4;
+  // One writer thread writes; the vector memtables (churn families) do not allow concurrent
+  // memtable writes anyway.
+  o.allow_concurrent_memtable_write = false;
   // All memtables together; past this the largest is flushed.
   o.db_write_buffer_size = 256 * kMiB;
   // A WAL file lives until every family with data in it has flushed. Capping the total makes
@@ -195,6 +199,12 @@ rocksdb::ColumnFamilyOptions MakeFamilyOptions(FamilyKind kind,
       // Most records die young: a larger memtable lets more put/delete pairs meet in memory
       // (the put then never reaches an SST).
       o.write_buffer_size = 32 * kMiB;
+      // Nothing reads these families while the broker runs (only Load, at start-up), so the
+      // memtable is an unsorted vector, sorted once when it is flushed or iterated. A skip list
+      // spent most of the writer thread's time placing each queue entry (one per persistent
+      // subscriber per message, in random key order): fan-out to 1,000 offline sessions queued
+      // about 2x faster with the vector.
+      o.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
       // SSTs full of tombstones (delivered messages) are compacted soon, down to the last level
       // where the tombstones are dropped, instead of waiting for size triggers.
       o.table_properties_collector_factories.push_back(
