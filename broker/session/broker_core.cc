@@ -82,6 +82,11 @@ void WorkerCore::Publish(std::shared_ptr<Message> message) {
   Dispatch(deliveries);
 }
 
+void LocalTopicOwner::Publish(std::shared_ptr<Message> message, Done done) {
+  core_.Publish(std::move(message));
+  if (done) core_.AfterCommit(std::move(done));
+}
+
 void WorkerCore::UpdateRetained(const Message& message) {
   const config::MqttConfig& cfg = broker_.mqtt();
   if (message.payload.empty()) {

@@ -25,6 +25,7 @@
 #include "broker/net/worker.h"
 #include "broker/session/message.h"
 #include "broker/session/route_table.h"
+#include "broker/session/topic_owner.h"
 #include "common/clock.h"
 #include "proto/config.pb.h"
 #include "storage/batch.h"
@@ -85,6 +86,11 @@ class WorkerCore {
   // body and queue entries for persistent sessions' QoS 1/2 deliveries) go into batch(); use
   // AfterCommit to act once they are durable.
   void Publish(std::shared_ptr<Message> message);
+  // Where this worker's connections hand their publishes (TopicOwner): on one node, this core.
+  TopicOwner& topic_owner(const std::string& topic) {
+    (void)topic;  // one owner for every topic until the cluster layer routes by partition
+    return local_owner_;
+  }
 
   // This worker's pending storage changes; committed at the end of the event-loop turn.
   storage::Batch& batch();
@@ -196,6 +202,7 @@ class WorkerCore {
   void ScheduleTick();
   void Tick();
   std::vector<ConnectionSlot> connections_;  // ConnectionHandler::slot_ is the index
+  LocalTopicOwner local_owner_{*this};
   std::unique_ptr<boost::asio::steady_timer> ticker_;
   // Congested sessions of this worker (read by other workers under congested_mu_, and only
   // when congested_version_ has changed since their last copy).

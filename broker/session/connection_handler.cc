@@ -510,6 +510,33 @@ void ConnectionHandler::HandlePublish(codec::Publish& p) {
 
   const uint16_t packet_id = p.packet_id;
   const uint8_t qos = p.qos;
+  if (qos == 2 && static_cast<uint8_t>(rc) < 0x80 && !duplicate_qos2) {
+    session_->AddIncomingQos2(packet_id);  // stored in the same commit as the publish
+  }
+  // Honest acknowledgement: PUBACK/PUBREC once every durable effect of this publish (queue
+  // entries of persistent subscribers, retained update, the QoS 2 packet id) is committed.
+  // Acks complete in the order the publishes arrived (MQTT s4.6).
+  TopicOwner::Done ack;
+  if (qos > 0) {
+    ack = [weak = weak_from_this(), qos, packet_id, rc](const absl::Status& st) {
+      auto self = weak.lock();
+      if (!self || self->state_ != State::kConnected) return;
+      codec::PubResponse r;
+      r.type = qos == 1 ? PacketType::kPuback : PacketType::kPubrec;
+      r.packet_id = packet_id;
+      r.reason = rc;
+      if (!st.ok()) {
+        if (self->version_ != ProtocolVersion::kV5) {
+          // 3.1.1 has no negative acknowledgement: close, so the client sends it again.
+          self->CloseConnection(true);
+          return;
+        }
+        r.reason = ReasonCode::kUnspecifiedError;
+        if (qos == 2 && self->session_ != nullptr) self->session_->RemoveIncomingQos2(packet_id);
+      }
+      self->SendPacket(r);
+    };
+  }
   if (deliver) {
     auto m = std::make_shared<Message>();
     m->topic = std::move(p.topic);
@@ -524,33 +551,11 @@ void ConnectionHandler::HandlePublish(codec::Publish& p) {
       m->properties = PassThrough(std::move(p.properties));
     }
     m->publisher = client_id_;
-    core_.Publish(std::move(m));
+    TopicOwner& owner = core_.topic_owner(m->topic);
+    owner.Publish(std::move(m), std::move(ack));
+  } else if (ack) {
+    core_.AfterCommit(std::move(ack));  // not delivered (e.g. a QoS 2 resend): ack all the same
   }
-  if (qos == 0) return;
-  if (qos == 2 && static_cast<uint8_t>(rc) < 0x80 && !duplicate_qos2) {
-    session_->AddIncomingQos2(packet_id);
-  }
-  // Honest acknowledgement: PUBACK/PUBREC once every durable effect of this publish (queue
-  // entries of persistent subscribers, retained update, the QoS 2 packet id) is committed.
-  // Acks complete in the order the publishes arrived (MQTT s4.6).
-  core_.AfterCommit([weak = weak_from_this(), qos, packet_id, rc](const absl::Status& st) {
-    auto self = weak.lock();
-    if (!self || self->state_ != State::kConnected) return;
-    codec::PubResponse r;
-    r.type = qos == 1 ? PacketType::kPuback : PacketType::kPubrec;
-    r.packet_id = packet_id;
-    r.reason = rc;
-    if (!st.ok()) {
-      if (self->version_ != ProtocolVersion::kV5) {
-        // 3.1.1 has no negative acknowledgement: close, so the client sends it again.
-        self->CloseConnection(true);
-        return;
-      }
-      r.reason = ReasonCode::kUnspecifiedError;
-      if (qos == 2 && self->session_ != nullptr) self->session_->RemoveIncomingQos2(packet_id);
-    }
-    self->SendPacket(r);
-  });
 }
 
 void ConnectionHandler::HandlePubResponse(codec::PubResponse& r) {

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from conftest import Client, TIMEOUT
-from rawmqtt import (RawClient, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP,
+from rawmqtt import (RawClient, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, publish_packet,
                      RC_SUCCESS, RC_NO_MATCHING_SUBSCRIBERS, RC_PROTOCOL_ERROR,
                      RC_TOPIC_ALIAS_INVALID)
 
@@ -475,3 +475,77 @@ def test_publish_properties_do_not_leak_topic_alias_to_paho(broker_factory, clie
         m = sub.expect_message()
         assert (m.topic, m.payload) == ("leak/t", payload)
         assert not hasattr(m.properties, "TopicAlias")
+
+
+# ------------------------------------------------------------------ large and fragmented packets
+def test_large_payloads_arrive_intact_whatever_the_read_boundaries(broker, version):
+    """The broker reads into a per-worker buffer and keeps only an incomplete packet per
+    connection; a large one is read straight into its own buffer once its length is known.
+    Payloads far larger than one read (64 KiB), sent whole, sent in small pieces with pauses, and
+    packed several to a send, all arrive byte for byte and in order."""
+    sub = raw_client(broker, version, "big-sub")
+    sub.subscribe([("big/t", 0)])
+    pub = raw_client(broker, version, "big-pub")
+    payloads = [bytes((i * 7 + j) % 251 for j in range(n))
+                for i, n in enumerate((200_000, 900_000, 70_000, 65_536, 1, 300_000))]
+    # 1: whole packets, one send each.
+    pub.send(publish_packet("big/t", payloads[0], qos=0, version=pub.version))
+    pub.send(publish_packet("big/t", payloads[1], qos=0, version=pub.version))
+    # 2: one packet in 997-byte pieces with pauses (the broker sees it arrive over many reads).
+    pkt = publish_packet("big/t", payloads[2], qos=0, version=pub.version)
+    for off in range(0, len(pkt), 997):
+        pub.send(pkt[off:off + 997])
+        if off % (997 * 10) == 0:
+            time.sleep(0.002)
+    # 3: three packets in one send, the boundaries falling mid-read.
+    pub.send(b"".join(publish_packet("big/t", p, qos=0, version=pub.version)
+                      for p in payloads[3:]))
+    got = [sub.expect(PUBLISH, timeout=TIMEOUT).payload for _ in payloads]
+    assert [len(g) for g in got] == [len(p) for p in payloads]
+    assert got == payloads
+    pub.close()
+    sub.close()
+
+
+def raw_client(broker, version, cid):
+    c = RawClient(broker.port, version)
+    assert c.connect(cid).rc == 0
+    return c
+
+
+def test_qos0_backpressure_drops_then_clears_once_the_subscriber_reads(broker_factory):
+    """A QoS 0 subscriber that stops reading gets its socket backlog capped: the broker drops
+    QoS 0 messages for it (on the subscriber's worker and, through the congested-session set, on
+    the publishers' workers), counted as qos0_backpressure. Once it reads again the mark is
+    cleared everywhere: later messages from publishers on both workers all arrive."""
+    broker = broker_factory(config={"workers": 2})
+    dropped = "shardmq_broker_messages_dropped_total"
+    sub = raw_client(broker, 5, "bp-sub")  # connections go round-robin over the two workers
+    # bp/sync at QoS 1: queued, never dropped for congestion, so it marks the end of the backlog.
+    sub.subscribe([("bp/#", 0), ("bp/sync", 1)])
+    pubs = [raw_client(broker, 5, "bp-pub-%d" % i) for i in range(2)]
+    chunk = b"".join(publish_packet("bp/%d" % i, b"y" * 1000, qos=0, version=5)
+                     for i in range(100))
+    # The subscriber reads nothing while ~24 MB are published (bounded loop).
+    for _ in range(120):
+        for p in pubs:
+            p.send(chunk)
+    pubs[0].publish_qos("bp/sync", b"s", qos=1)  # the broker has taken in everything
+    pubs[1].publish_qos("bp/sync", b"s", qos=1)
+    assert broker.metric(dropped, reason="qos0_backpressure") > 0
+    # The subscriber catches up; the backlog ends with the two sync messages.
+    syncs = 0
+    deadline = time.time() + 60
+    while syncs < 2 and time.time() < deadline:
+        p = sub.recv(max(0.1, deadline - time.time()))
+        if p.type == PUBLISH and p.topic == "bp/sync":
+            syncs += 1
+    assert syncs == 2
+    before = broker.metric(dropped, reason="qos0_backpressure")
+    for i, p in enumerate(pubs):
+        p.send(publish_packet("bp/after", b"after-%d" % i, qos=0, version=5))
+    got = sorted(sub.expect(PUBLISH, timeout=TIMEOUT).payload for _ in pubs)
+    assert got == [b"after-0", b"after-1"]
+    assert broker.metric(dropped, reason="qos0_backpressure") == before
+    for c in pubs + [sub]:
+        c.close()
