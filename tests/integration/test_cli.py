@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from conftest import SHARDMQ, TIMEOUT, BrokerProcess, Client
-from rawmqtt import RawClient
+from rawmqtt import PUBLISH, RawClient, publish_packet
 
 
 def run_cli(args, timeout=TIMEOUT):
@@ -96,6 +96,52 @@ def test_signal_stops_cleanly_with_exit_zero(broker_factory, version, sig):
     rc = b.proc.wait(TIMEOUT)
     assert rc == 0, "exit code %s after %s\n%s" % (rc, sig, b.log_tail())
     assert c.disconnected.wait(TIMEOUT), "client connection not closed on shutdown"
+    c.close()
+
+
+def test_sigterm_under_load_exits_zero(broker_factory):
+    """A shutdown never hangs on load: SIGTERM while QoS 0 publishers overload a subscriber that
+    does not read (socket backlogs, drops on both workers) and persistent QoS 1 sessions queue
+    messages; the process still exits 0 and the data dir opens again. The bound (TIMEOUT) is a
+    liveness check, not a speed figure."""
+    b = broker_factory(config={"workers": 2})
+    sub = RawClient(b.port, 5)
+    assert sub.connect("load-sub").rc == 0
+    sub.subscribe([("load/#", 0)])
+    sessions = []
+    for i in range(4):
+        s = RawClient(b.port, 5)
+        assert s.connect("load-persist-%d" % i, clean=False,
+                         props={"SessionExpiryInterval": 600}).rc == 0
+        s.subscribe([("load/q", 1)])
+        sessions.append(s)
+    for s in sessions:
+        s.close()  # offline: QoS 1 messages queue (and are stored) for them
+    pubs = []
+    for i in range(4):
+        p = RawClient(b.port, 5)
+        assert p.connect("load-pub-%d" % i).rc == 0
+        pubs.append(p)
+    chunk = b"".join(publish_packet("load/%d" % i, b"z" * 500, qos=0, version=5)
+                     for i in range(200))
+    for _ in range(40):  # bounded: ~16 MB of QoS 0
+        for p in pubs:
+            p.send(chunk)
+    for i in range(50):
+        pubs[i % 4].publish_qos("load/q", b"q%d" % i, qos=1)
+    for p in pubs:
+        p.send(chunk)  # still arriving when the signal comes
+    b.proc.send_signal(signal.SIGTERM)
+    rc = b.proc.wait(TIMEOUT * 3)
+    assert rc == 0, "exit code %s\n%s" % (rc, b.log_tail())
+    for c in pubs + [sub]:
+        c.close()
+    b.start()  # the data dir is released and loads
+    c = RawClient(b.port, 5)
+    ack = c.connect("load-persist-0", clean=False, props={"SessionExpiryInterval": 600})
+    assert ack.session_present
+    got = [c.expect(PUBLISH, timeout=TIMEOUT).payload for _ in range(50)]
+    assert got == [b"q%d" % i for i in range(50)]
     c.close()
 
 
