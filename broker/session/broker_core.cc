@@ -203,9 +203,6 @@ void WorkerCore::SetCongested(const std::string& client_id, bool congested) {
 
 bool WorkerCore::PeerCongested(int worker, const std::string& client_id) {
   WorkerCore& peer = broker_.core(worker);
-  if (peer_congestion_.size() <= static_cast<size_t>(worker)) {
-    peer_congestion_.resize(static_cast<size_t>(worker) + 1);
-  }
   PeerCongestion& copy = peer_congestion_[static_cast<size_t>(worker)];
   if (peer.congested_version_.load(std::memory_order_acquire) != copy.version) {
     std::lock_guard lock(peer.congested_mu_);
@@ -554,7 +551,10 @@ BrokerCore::BrokerCore(const config::Config& config, storage::Storage& storage,
       clock_(clock),
       started_at_ms_(clock.NowMs()) {
   for (net::Worker* w : workers) cores_.push_back(std::make_unique<WorkerCore>(*this, *w));
-  for (auto& c : cores_) c->outbox_.resize(cores_.size());
+  for (auto& c : cores_) {
+    c->outbox_.resize(cores_.size());
+    c->peer_congestion_.resize(cores_.size());
+  }
   for (const std::string& f : config.mqtt().latest_only_filters()) latest_only_filters_.push_back(f);
 }
 

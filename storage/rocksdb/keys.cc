@@ -40,6 +40,15 @@ std::string WithPartition(uint32_t partition, size_t extra) {
   return key;
 }
 
+// partition + client id + a terminator byte, with room for `extra` more bytes.
+std::string ClientTerminated(uint32_t partition, std::string_view client_id, char terminator,
+                             size_t extra) {
+  std::string key = WithPartition(partition, client_id.size() + 1 + extra);
+  key.append(client_id);
+  key.push_back(terminator);
+  return key;
+}
+
 }  // namespace
 
 std::string ClientKey(uint32_t partition, std::string_view client_id) {
@@ -49,40 +58,28 @@ std::string ClientKey(uint32_t partition, std::string_view client_id) {
 }
 
 std::string ClientPrefix(uint32_t partition, std::string_view client_id) {
-  std::string key = WithPartition(partition, client_id.size() + 1);
-  key.append(client_id);
-  key.push_back('\0');
-  return key;
+  return ClientTerminated(partition, client_id, '\0', 0);
 }
 
 std::string ClientPrefixEnd(uint32_t partition, std::string_view client_id) {
-  std::string key = WithPartition(partition, client_id.size() + 1);
-  key.append(client_id);
-  key.push_back('\x01');
-  return key;
+  return ClientTerminated(partition, client_id, '\x01', 0);
 }
 
 std::string SubscriptionKey(uint32_t partition, std::string_view client_id,
                             std::string_view filter) {
-  std::string key = WithPartition(partition, client_id.size() + 1 + filter.size());
-  key.append(client_id);
-  key.push_back('\0');
+  std::string key = ClientTerminated(partition, client_id, '\0', filter.size());
   key.append(filter);
   return key;
 }
 
 std::string EntryKey(uint32_t partition, std::string_view client_id, uint64_t message_id) {
-  std::string key = WithPartition(partition, client_id.size() + 1 + 8);
-  key.append(client_id);
-  key.push_back('\0');
+  std::string key = ClientTerminated(partition, client_id, '\0', 8);
   AppendBe64(key, message_id);
   return key;
 }
 
 std::string IncomingQos2Key(uint32_t partition, std::string_view client_id, uint16_t packet_id) {
-  std::string key = WithPartition(partition, client_id.size() + 1 + 2);
-  key.append(client_id);
-  key.push_back('\0');
+  std::string key = ClientTerminated(partition, client_id, '\0', 2);
   AppendBe16(key, packet_id);
   return key;
 }

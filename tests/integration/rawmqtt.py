@@ -500,6 +500,20 @@ def decode_packet(ptype, flags, body, version, raw=b""):
 
 
 # ------------------------------------------------------------------ client
+def topic_matches(filt, topic):
+    """Reference matcher (s4.7): `+` one level (possibly empty), `#` the parent and any levels
+    below; `$` topics never match a filter starting with a wildcard."""
+    if topic.startswith("$") and filt[:1] in ("+", "#"):
+        return False
+    f, t = filt.split("/"), topic.split("/")
+    for i, part in enumerate(f):
+        if part == "#":
+            return True
+        if i >= len(t) or (part != "+" and part != t[i]):
+            return False
+    return len(f) == len(t)
+
+
 def connected(port, version=5, client_id="", **kw):
     """A RawClient already connected (CONNACK success asserted)."""
     c = RawClient(port, version)

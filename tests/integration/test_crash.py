@@ -27,7 +27,7 @@ import time
 import pytest
 
 import rawmqtt as R
-from rawmqtt import RawClient
+from rawmqtt import RawClient, topic_matches
 
 CYCLES = 5
 LOAD_S = (1.0, 3.0)          # load per cycle before the SIGKILL
@@ -45,16 +45,6 @@ SUBSCRIBERS = [
     ("s-v5-wild", 5, [("crash/+/q2", 2)]),
 ]
 STATIC_RETAINED = {"crashret/static/%d" % i: b"static-%d" % i for i in range(10)}
-
-
-def matches(filt, topic):
-    f, t = filt.split("/"), topic.split("/")
-    for i, part in enumerate(f):
-        if part == "#":
-            return True
-        if i >= len(t) or (part != "+" and part != t[i]):
-            return False
-    return len(f) == len(t)
 
 
 T0 = time.monotonic()
@@ -143,7 +133,7 @@ class Subscriber(Peer):
         assert granted == [q for _, q in self.subs], granted
 
     def sub_qos(self, topic):
-        qs = [q for f, q in self.subs if matches(f, topic)]
+        qs = [q for f, q in self.subs if topic_matches(f, topic)]
         return max(qs) if qs else None
 
     def handle(self, c, p):

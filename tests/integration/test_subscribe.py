@@ -10,7 +10,7 @@ import pytest
 from conftest import Client, props, TIMEOUT
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from rawmqtt import RawClient, PUBLISH, RC_NO_SUBSCRIPTION_EXISTED
+from rawmqtt import RawClient, PUBLISH, RC_NO_SUBSCRIPTION_EXISTED, topic_matches
 
 
 # ------------------------------------------------------------------ helpers
@@ -139,20 +139,6 @@ FILTERS = ["sport/tennis/player1/#", "sport/#", "#", "+", "+/+", "/+", "sport/+"
 TOPICS = ["sport", "sport/", "sport/tennis", "sport/tennis/player1",
           "sport/tennis/player1/ranking", "sport/chess/player1", "/finance", "finance",
           "finance/stock", "finance/stock/ibm", "Sport/tennis"]
-
-
-def topic_matches(filt, topic):
-    """Reference matcher (s4.7): `+` one level (possibly empty), `#` the parent and any levels
-    below; `$` topics never match a filter starting with a wildcard."""
-    if topic.startswith("$") and filt[:1] in ("+", "#"):
-        return False
-    f, t = filt.split("/"), topic.split("/")
-    for i, part in enumerate(f):
-        if part == "#":
-            return True
-        if i >= len(t) or (part != "+" and part != t[i]):
-            return False
-    return len(f) == len(t)
 
 
 def test_wildcard_matching(broker, version, clients):
