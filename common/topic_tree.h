@@ -29,6 +29,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/string_view.h"
+#include "common/string_map.h"
 
 namespace shardmq::topic {
 
@@ -50,22 +51,8 @@ inline bool NextLevel(std::string_view& rest, std::string_view& level) {
 
 inline bool StartsWithDollar(std::string_view s) { return !s.empty() && s.front() == '$'; }
 
-// Transparent hash and equality for level text, so child lookups by std::string_view do not
-// build a std::string. (absl's default string hasher would do, but Debian's Abseil is built
-// with its own absl::string_view, which std::string_view does not convert to.)
-struct LevelHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const {
-    return absl::Hash<absl::string_view>{}(absl::string_view(s.data(), s.size()));
-  }
-};
-struct LevelEq {
-  using is_transparent = void;
-  bool operator()(std::string_view a, std::string_view b) const { return a == b; }
-};
-
 template <typename Node>
-using ChildMap = absl::flat_hash_map<std::string, std::unique_ptr<Node>, LevelHash, LevelEq>;
+using ChildMap = StringMap<std::unique_ptr<Node>>;  // looked up by level, no std::string built
 
 // Inline capacity of the walk stacks: enough for topics up to ~this many levels without
 // touching the heap.

@@ -64,8 +64,9 @@ class Storage {
   // Commit and wait (start-up, shutdown, tests).
   virtual absl::Status CommitSync(Batch batch) = 0;
 
-  // Reads everything back (start-up). Also drops what nothing refers to any more: queue and
-  // in-flight entries of missing sessions, and message bodies no entry refers to.
+  // Reads everything back (start-up). Also drops what nothing refers to any more: records of
+  // missing sessions (their listed deliveries get done marks), in-flight records of finished
+  // deliveries, and message bodies no entry refers to (with their recipients and done marks).
   virtual absl::StatusOr<Snapshot> Load() = 0;
 
   // Waits for every batch committed so far, then stops the storage thread. Later commits fail.

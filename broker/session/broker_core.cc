@@ -36,8 +36,7 @@ WorkerCore::WorkerCore(BrokerCore& broker, net::Worker& worker)
 WorkerCore::~WorkerCore() = default;
 
 Session* WorkerCore::FindSession(std::string_view client_id) {
-  // Debian's Abseil cannot hash std::string_view for a std::string key: build the key.
-  auto it = sessions_.find(std::string(client_id));
+  auto it = sessions_.find(client_id);
   return it == sessions_.end() ? nullptr : it->second.get();
 }
 
@@ -53,13 +52,16 @@ void WorkerCore::Publish(std::shared_ptr<Message> message) {
   if (message->retain) UpdateRetained(*message);
   std::vector<Delivery> deliveries;
   routes_.Match(message, &deliveries);
-  // QoS 1/2 deliveries to persistent sessions are stored (one body, one entry per session) in
-  // this worker's batch, so the publisher's acknowledgement can wait for them.
+  // Where each session is (one look-up per delivery, used again by Dispatch). QoS 1/2
+  // deliveries to persistent sessions are stored (the body once, with the list of those
+  // sessions) in this worker's batch, so the publisher's acknowledgement can wait for them.
+  std::vector<int> targets(deliveries.size());
   int durable = 0;
-  for (Delivery& d : deliveries) {
-    if (d.qos == 0) continue;
+  for (size_t i = 0; i < deliveries.size(); ++i) {
+    Delivery& d = deliveries[i];
     const SessionLocation* loc = routes_.Location(d.client_id);
-    if (loc != nullptr && loc->persistent && loc->gen == d.session_gen) {
+    targets[i] = loc == nullptr ? -1 : loc->worker;
+    if (d.qos != 0 && loc != nullptr && loc->persistent && loc->gen == d.session_gen) {
       d.durable = true;
       ++durable;
     }
@@ -67,19 +69,15 @@ void WorkerCore::Publish(std::shared_ptr<Message> message) {
   if (durable > 0) {
     message->id = broker_.NextMessageId();
     message->durable_refs.store(durable, std::memory_order_relaxed);
-    storage::Batch& b = batch();
-    b.PutMessage(message->id, ToRecord(*message));
+    storage::Recipients recipients;
+    recipients.Reserve(static_cast<size_t>(durable),
+                       static_cast<size_t>(durable) * deliveries.front().client_id.size());
     for (const Delivery& d : deliveries) {
-      if (!d.durable) continue;
-      records::QueueEntry e;
-      e.set_message_id(message->id);
-      e.set_qos(d.qos);
-      e.set_retain(d.retain);
-      for (uint32_t id : d.subscription_ids) e.add_subscription_ids(id);
-      b.PutQueued(d.client_id, message->id, e);
+      if (d.durable) recipients.Add(d.client_id, d.qos, d.retain, d.subscription_ids);
     }
+    batch().PutMessage(message->id, ToRecord(*message), std::move(recipients));
   }
-  Dispatch(deliveries);
+  Dispatch(deliveries, targets);
 }
 
 void LocalTopicOwner::Publish(std::shared_ptr<Message> message, Done done) {
@@ -121,7 +119,7 @@ void WorkerCore::AfterCommit(absl::AnyInvocable<void(const absl::Status&)> fn) {
 }
 
 void WorkerCore::ReleaseStored(const std::string& client_id, const Message& message) {
-  batch().DeleteEntry(client_id, message.id);
+  batch().DeleteEntry(client_id, message.topic, message.id);
   if (message.durable_refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     batch().DeleteMessage(message.topic, message.id);
   }
@@ -152,19 +150,22 @@ void WorkerCore::CommitPending() {
       });
 }
 
-void WorkerCore::Dispatch(std::vector<Delivery>& deliveries) {
-  for (Delivery& d : deliveries) {
-    const SessionLocation* loc = routes_.Location(d.client_id);
-    if (loc == nullptr) {  // the session has ended
+void WorkerCore::Dispatch(std::vector<Delivery>& deliveries, const std::vector<int>& targets) {
+  for (size_t i = 0; i < deliveries.size(); ++i) {
+    Delivery& d = deliveries[i];
+    const int target = targets[i];
+    if (target < 0) {  // the session has ended
       if (d.durable) ReleaseStored(d.client_id, *d.message);
       continue;
     }
-    if (loc->worker == index()) {
+    if (target == index()) {
       DeliverLocal(std::move(d));
-    } else if (d.qos == 0 && !d.retain_on_subscribe && PeerCongested(loc->worker, d.client_id)) {
+    } else if (d.qos == 0 && !d.retain_on_subscribe && PeerCongested(target, d.client_id)) {
       stats_.Add(stats_.dropped_qos0_backpressure);
     } else {
-      outbox_[loc->worker].push_back(std::move(d));
+      std::vector<Delivery>& box = outbox_[target];
+      if (box.empty()) box.reserve(deliveries.size());
+      box.push_back(std::move(d));
       ScheduleFlush();
     }
   }

@@ -21,6 +21,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "common/string_map.h"
 #include "absl/functional/any_invocable.h"
 #include "broker/net/worker.h"
 #include "broker/session/message.h"
@@ -156,7 +157,9 @@ class WorkerCore {
 
  private:
   friend class BrokerCore;
-  void Dispatch(std::vector<Delivery>& deliveries);
+  // Hands each delivery to the worker of its session: targets[i] is the worker index of
+  // deliveries[i]'s session, -1 if it has ended.
+  void Dispatch(std::vector<Delivery>& deliveries, const std::vector<int>& targets);
   void UpdateRetained(const Message& message);
   void ScheduleFlush();
   void FlushOutboxes();
@@ -176,7 +179,7 @@ class WorkerCore {
   net::Worker& worker_;
   RouteTable routes_;
   WorkerStats stats_;
-  absl::flat_hash_map<std::string, std::unique_ptr<Session>> sessions_;
+  StringMap<std::unique_ptr<Session>> sessions_;
   std::vector<std::vector<Delivery>> outbox_;
   bool flush_scheduled_ = false;
   storage::Batch batch_;
@@ -187,14 +190,14 @@ class WorkerCore {
     int to = 0;
     int acks_left = 0;
   };
-  absl::flat_hash_map<std::string, Forward> forwarding_;
+  StringMap<Forward> forwarding_;
   // Connects waiting for their session to arrive from another worker.
   struct PendingConnect {
     std::shared_ptr<ConnectionHandler> handler;
     SessionRequest request;
     std::vector<Delivery> held;  // direct deliveries that arrived before the session
   };
-  absl::flat_hash_map<std::string, PendingConnect> pending_connects_;
+  StringMap<PendingConnect> pending_connects_;
   struct ConnectionSlot {
     ConnectionHandler* handler;
     int64_t deadline_ms;  // 0 = none

@@ -24,8 +24,8 @@ struct Message {
   codec::Properties properties;
   int64_t expiry_at_ms = 0;  // wall clock ms; 0 = never expires
   std::string publisher;     // client id of the publisher ("" for the broker itself)
-  // Durable body: id in storage (0 = not stored) and how many stored queue entries still refer
-  // to it; the entry that drops it to zero deletes the body in the same batch.
+  // Durable body: id in storage (0 = not stored) and how many of the stored deliveries it lists
+  // are not finished; the one that drops it to zero deletes the body in the same batch.
   uint64_t id = 0;
   mutable std::atomic<int32_t> durable_refs{0};
 
@@ -50,7 +50,7 @@ struct Delivery {
   bool retain = false;       // retain flag to send
   bool forwarded = false;    // re-sent by the session's previous worker during a move
   bool retain_on_subscribe = false;  // a retained message sent because of a SUBSCRIBE
-  bool durable = false;      // a stored queue entry (client id, message->id) backs it
+  bool durable = false;      // stored: message->id lists this client id as a recipient
   absl::InlinedVector<uint32_t, 1> subscription_ids;
 };
 

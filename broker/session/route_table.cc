@@ -41,21 +41,22 @@ void RouteTable::RemoveLocation(const std::string& client_id, uint64_t gen) {
 }
 
 const SessionLocation* RouteTable::Location(std::string_view client_id) const {
-  auto it = locations_.find(std::string(client_id));
+  auto it = locations_.find(client_id);
   return it == locations_.end() ? nullptr : &it->second;
 }
 
 void RouteTable::Match(const MessagePtr& message, std::vector<Delivery>* out) {
   const Message& m = *message;
-  size_t first = out->size();
-  // Index of each session's delivery in `out` (non-shared subscriptions are merged per session:
-  // MQTT 5 s3.3.4, one copy with the maximum QoS and every subscription identifier).
-  absl::flat_hash_map<std::string_view, size_t> by_session;
   struct Group {
     std::vector<const RouteEntry*> members;
   };
   absl::flat_hash_map<std::string, Group> groups;
-
+  // Non-shared routes that match, and whether they come from more than one filter: only then
+  // can a session have several matching subscriptions, which are merged into one delivery with
+  // the maximum QoS and every subscription identifier (MQTT 5 s3.3.4). One trie node holds one
+  // route per session, and its routes share their filter.
+  matched_.clear();
+  bool several_filters = false;
   routes_.Match(m.topic, [&](const std::string&, const RouteEntry& e) {
     if (!e.group.empty()) {
       std::string gkey = e.group;
@@ -65,26 +66,38 @@ void RouteTable::Match(const MessagePtr& message, std::vector<Delivery>* out) {
       return;
     }
     if (e.no_local && e.client_id == m.publisher) return;
-    uint8_t qos = std::min(m.qos, e.qos);
-    bool retain = e.retain_as_published && m.retain;
-    auto [it, inserted] = by_session.try_emplace(e.client_id, out->size());
-    if (inserted) {
-      Delivery d;
-      d.client_id = e.client_id;
-      d.session_gen = e.session_gen;
-      d.message = message;
-      d.qos = qos;
-      d.retain = retain;
-      if (e.subscription_id != 0) d.subscription_ids.push_back(e.subscription_id);
-      out->push_back(std::move(d));
-    } else {
-      Delivery& d = (*out)[it->second];
-      d.qos = std::max(d.qos, qos);
-      d.retain = d.retain || retain;
-      if (e.subscription_id != 0) d.subscription_ids.push_back(e.subscription_id);
+    if (!several_filters && !matched_.empty() && e.filter != matched_.front()->filter) {
+      several_filters = true;
     }
+    matched_.push_back(&e);
   });
-  (void)first;
+  out->reserve(out->size() + matched_.size() + groups.size());
+  auto deliver = [&](const RouteEntry& e) {
+    Delivery& d = out->emplace_back();
+    d.client_id = e.client_id;
+    d.session_gen = e.session_gen;
+    d.message = message;
+    d.qos = std::min(m.qos, e.qos);
+    d.retain = e.retain_as_published && m.retain;
+    if (e.subscription_id != 0) d.subscription_ids.push_back(e.subscription_id);
+  };
+  if (!several_filters) {
+    for (const RouteEntry* e : matched_) deliver(*e);
+  } else {
+    absl::flat_hash_map<std::string_view, size_t> by_session;  // client id -> index in `out`
+    by_session.reserve(matched_.size());
+    for (const RouteEntry* e : matched_) {
+      auto [it, inserted] = by_session.try_emplace(e->client_id, out->size());
+      if (inserted) {
+        deliver(*e);
+        continue;
+      }
+      Delivery& d = (*out)[it->second];
+      d.qos = std::max(d.qos, std::min(m.qos, e->qos));
+      d.retain = d.retain || (e->retain_as_published && m.retain);
+      if (e->subscription_id != 0) d.subscription_ids.push_back(e->subscription_id);
+    }
+  }
 
   for (auto& [gkey, group] : groups) {
     auto& members = group.members;

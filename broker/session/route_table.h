@@ -16,6 +16,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "broker/session/message.h"
+#include "common/string_map.h"
 #include "common/topic_tree.h"
 
 namespace shardmq::broker::session {
@@ -66,8 +67,9 @@ class RouteTable {
   static std::string Key(std::string_view client_id, std::string_view group);
 
   topic::FilterTrie<std::string, RouteEntry> routes_;
-  absl::flat_hash_map<std::string, SessionLocation> locations_;
+  StringMap<SessionLocation> locations_;
   absl::flat_hash_map<std::string, uint64_t> round_robin_;  // group + '\0' + filter -> counter
+  std::vector<const RouteEntry*> matched_;                  // Match's scratch
 };
 
 }  // namespace shardmq::broker::session

@@ -223,20 +223,18 @@ bool Session::RemoveIncomingQos2(uint16_t packet_id) {
 }
 
 void Session::DropStored() {
+  // Each stored delivery is finished (a done mark), not just forgotten: the message lists this
+  // client id, and a later session with the same id must not inherit it.
   for (auto& out : queue_) {
     if (out.durable && !out.superseded) {
+      Forget(out);
       out.durable = false;
-      if (out.message->durable_refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        core_->batch().DeleteMessage(out.message->topic, out.message->id);
-      }
     }
   }
   for (auto& [seq, out] : inflight_) {
     if (out.durable) {
+      Forget(out);
       out.durable = false;
-      if (out.message->durable_refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        core_->batch().DeleteMessage(out.message->topic, out.message->id);
-      }
     }
   }
   for (Delivery& d : held_for_suback_) {

@@ -52,7 +52,6 @@ class MemoryStorage final : public Storage {
     std::optional<records::Session> session;
     std::optional<records::Will> will;
     std::map<std::string, records::Subscription> subscriptions;  // by filter
-    std::map<uint64_t, records::QueueEntry> queue;
     std::map<uint64_t, records::QueueEntry> inflight;
     std::set<uint16_t> incoming_qos2;
   };
@@ -81,22 +80,20 @@ class MemoryStorage final : public Storage {
     if (Client* c = Find(op.client_id)) c->will.reset();
   }
   void ApplyOp(const Batch::PutMessageOp& op) {
-    messages_[{op.message.topic(), op.id}] = op.message;
+    Stored& m = messages_[{op.message.topic(), op.id}];
+    m.message = op.message;
+    m.recipients = op.recipients.encoded();  // stored encoded, like RocksDB
   }
-  void ApplyOp(const Batch::DeleteMessageOp& op) { messages_.erase({op.topic, op.id}); }
-  void ApplyOp(const Batch::PutQueuedOp& op) {
-    clients_[op.client_id].queue[op.message_id] = op.entry;
+  void ApplyOp(const Batch::DeleteMessageOp& op) {
+    messages_.erase({op.topic, op.id});
+    done_.erase({op.topic, op.id});
   }
   void ApplyOp(const Batch::PutInflightOp& op) {
-    Client& c = clients_[op.client_id];
-    c.queue.erase(op.message_id);
-    c.inflight[op.message_id] = op.entry;
+    clients_[op.client_id].inflight[op.message_id] = op.entry;
   }
   void ApplyOp(const Batch::DeleteEntryOp& op) {
-    if (Client* c = Find(op.client_id)) {
-      c->queue.erase(op.message_id);
-      c->inflight.erase(op.message_id);
-    }
+    if (Client* c = Find(op.client_id)) c->inflight.erase(op.message_id);
+    done_[{op.topic, op.message_id}].insert(op.client_id);
   }
   void ApplyOp(const Batch::PutIncomingQos2Op& op) {
     clients_[op.client_id].incoming_qos2.insert(op.packet_id);
@@ -115,7 +112,14 @@ class MemoryStorage final : public Storage {
   std::mutex mu_;
   bool closed_ = false;
   std::map<std::string, Client> clients_;
-  std::map<std::pair<std::string, uint64_t>, records::Message> messages_;  // (topic, id)
+  struct Stored {
+    records::Message message;
+    std::string recipients;  // records::Recipients wire format
+  };
+  std::map<std::pair<std::string, uint64_t>, Stored> messages_;  // (topic, id)
+  // Done marks by (topic, id) of their message, like RocksDB's done family (kept when the body
+  // is missing, until Load).
+  std::map<std::pair<std::string, uint64_t>, std::set<std::string>> done_;
   std::map<std::string, records::Message> retained_;
 };
 
@@ -129,56 +133,88 @@ absl::StatusOr<Snapshot> MemoryStorage::Load() {
 
   // Which bodies exist, by id (a body is found by its id; the topic only places the key).
   absl::flat_hash_set<uint64_t> bodies;
-  for (const auto& [key, message] : messages_) {
+  for (const auto& [key, m] : messages_) {
     bodies.insert(key.second);
     snapshot.max_message_id = std::max(snapshot.max_message_id, key.second);
+  }
+  for (auto it = done_.begin(); it != done_.end();) {
+    snapshot.max_message_id = std::max(snapshot.max_message_id, it->first.second);
+    if (messages_.contains(it->first)) {
+      ++it;
+    } else {
+      dangling += it->second.size();
+      it = done_.erase(it);
+    }
+  }
+  auto is_done = [&](const std::pair<std::string, uint64_t>& key, const std::string& cid) {
+    auto it = done_.find(key);
+    return it != done_.end() && it->second.contains(cid);
+  };
+
+  // Every recipient not done is a QUEUED entry of its session; a missing session's is finished.
+  std::map<std::string, std::map<uint64_t, records::QueueEntry>> queued;  // by client, by id
+  for (const auto& [key, m] : messages_) {
+    records::Recipients recipients;
+    if (!recipients.ParseFromString(m.recipients)) {
+      return absl::DataLossError("message " + std::to_string(key.second) +
+                                 ": bad Recipients record");
+    }
+    for (const records::Recipient& r : recipients.recipients()) {
+      if (r.client_id().empty() || is_done(key, r.client_id())) continue;
+      Client* c = Find(r.client_id());
+      if (c == nullptr || !c->session.has_value()) {
+        done_[key].insert(r.client_id());
+        ++orphans;
+        continue;
+      }
+      records::QueueEntry entry;
+      entry.set_message_id(key.second);
+      entry.set_qos(r.qos());
+      entry.set_retain(r.retain());
+      entry.mutable_subscription_ids()->Assign(r.subscription_ids().begin(),
+                                               r.subscription_ids().end());
+      queued[r.client_id()][key.second] = std::move(entry);
+    }
+  }
+  // Done marks by message id only (in-flight records are keyed by client and id).
+  absl::flat_hash_set<std::pair<uint64_t, std::string>> done_by_id;
+  for (const auto& [key, cids] : done_) {
+    for (const std::string& cid : cids) done_by_id.emplace(key.second, cid);
   }
 
   absl::flat_hash_set<uint64_t> referenced;
   for (auto it = clients_.begin(); it != clients_.end();) {
     Client& c = it->second;
-    for (const auto& [id, entry] : c.queue) {
-      snapshot.max_message_id = std::max(snapshot.max_message_id, id);
-    }
     for (const auto& [id, entry] : c.inflight) {
       snapshot.max_message_id = std::max(snapshot.max_message_id, id);
     }
     if (!c.session.has_value()) {
-      orphans += c.subscriptions.size() + c.queue.size() + c.inflight.size() +
-                 c.incoming_qos2.size() + (c.will.has_value() ? 1 : 0);
+      orphans += c.subscriptions.size() + c.inflight.size() + c.incoming_qos2.size() +
+                 (c.will.has_value() ? 1 : 0);
       it = clients_.erase(it);
       continue;
     }
-    // An id in both queue and inflight: the in-flight state (packet id, RELEASED) is the more
-    // advanced one and wins (see rocks_storage.cc Load).
-    for (const auto& [id, entry] : c.inflight) {
-      if (c.queue.erase(id) != 0) ++orphans;
-    }
-    // Entries whose body is gone cannot be delivered.
-    for (auto* entries : {&c.queue, &c.inflight}) {
-      for (auto e = entries->begin(); e != entries->end();) {
-        if (!bodies.contains(e->first)) {
-          ++dangling;
-          e = entries->erase(e);
-        } else {
-          ++e;
-        }
+    // In-flight records of a finished delivery or of a missing body are left-overs.
+    for (auto e = c.inflight.begin(); e != c.inflight.end();) {
+      if (!bodies.contains(e->first) || done_by_id.contains({e->first, it->first})) {
+        ++dangling;
+        e = c.inflight.erase(e);
+      } else {
+        ++e;
       }
     }
     StoredSession stored;
     stored.session = *c.session;
     for (const auto& [filter, sub] : c.subscriptions) stored.subscriptions.push_back(sub);
     stored.will = c.will;
-    // Merge queue and inflight, ascending by message id.
-    auto q = c.queue.begin();
-    auto f = c.inflight.begin();
-    while (q != c.queue.end() || f != c.inflight.end()) {
-      auto& next = (f == c.inflight.end() || (q != c.queue.end() && q->first < f->first)) ? q : f;
-      records::QueueEntry entry = next->second;
-      entry.set_message_id(next->first);  // the key is authoritative
-      stored.entries.emplace_back(next->first, std::move(entry));
-      referenced.insert(next->first);
-      ++next;
+    // QUEUED entries and in-flight records, ascending by id; the in-flight one overrides.
+    std::map<uint64_t, records::QueueEntry> entries;
+    if (auto q = queued.find(it->first); q != queued.end()) entries = std::move(q->second);
+    for (const auto& [id, entry] : c.inflight) entries[id] = entry;
+    for (auto& [id, entry] : entries) {
+      entry.set_message_id(id);  // the key is authoritative
+      stored.entries.emplace_back(id, std::move(entry));
+      referenced.insert(id);
     }
     stored.incoming_qos2.assign(c.incoming_qos2.begin(), c.incoming_qos2.end());
     snapshot.sessions.push_back(std::move(stored));
@@ -187,10 +223,11 @@ absl::StatusOr<Snapshot> MemoryStorage::Load() {
 
   for (auto it = messages_.begin(); it != messages_.end();) {
     if (referenced.contains(it->first.second)) {
-      snapshot.messages[it->first.second] = it->second;
+      snapshot.messages[it->first.second] = it->second.message;
       ++it;
     } else {
       ++unreferenced;
+      done_.erase(it->first);
       it = messages_.erase(it);
     }
   }
@@ -199,7 +236,7 @@ absl::StatusOr<Snapshot> MemoryStorage::Load() {
   SHARDMQ_LOG(INFO) << "storage (memory): loaded " << snapshot.sessions.size() << " sessions, "
                     << snapshot.messages.size() << " messages, " << snapshot.retained.size()
                     << " retained; removed " << orphans << " orphan records, " << dangling
-                    << " entries without a message body, " << unreferenced
+                    << " records about a missing message body or a finished delivery, " << unreferenced
                     << " unreferenced message bodies";
   return snapshot;
 }

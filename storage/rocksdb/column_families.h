@@ -4,8 +4,8 @@
 //
 // Each family also has a Kind that selects its tuning (rocks_storage.cc, storage/README.md):
 //   kState  long-lived records updated in place (sessions, subscriptions, wills, retained);
-//   kChurn  records written and deleted again within seconds in a steady state (queue, inflight,
-//           incoming QoS 2 ids, message bodies): deletion-heavy;
+//   kChurn  records written and deleted again within seconds in a steady state (message bodies
+//           and their recipients, done marks, inflight, incoming QoS 2 ids): deletion-heavy;
 //   kMeta   a handful of small records.
 #pragma once
 
@@ -19,10 +19,11 @@ namespace shardmq::storage::rocks {
 enum class Family : uint8_t {
   kSessions = 0,
   kSubscriptions,
-  kQueue,
   kInflight,
   kIncomingQos2,
   kMessages,
+  kRecipients,
+  kDone,
   kRetained,
   kWills,
   kMeta,
@@ -37,13 +38,14 @@ struct FamilyInfo {
 };
 
 // Indexed by static_cast<size_t>(Family).
-inline constexpr std::array<FamilyInfo, 9> kFamilies = {{
+inline constexpr std::array<FamilyInfo, 10> kFamilies = {{
     {Family::kSessions, "sessions", FamilyKind::kState},
     {Family::kSubscriptions, "subscriptions", FamilyKind::kState},
-    {Family::kQueue, "queue", FamilyKind::kChurn},
     {Family::kInflight, "inflight", FamilyKind::kChurn},
     {Family::kIncomingQos2, "incoming_qos2", FamilyKind::kChurn},
     {Family::kMessages, "messages", FamilyKind::kChurn},
+    {Family::kRecipients, "recipients", FamilyKind::kChurn},
+    {Family::kDone, "done", FamilyKind::kChurn},
     {Family::kRetained, "retained", FamilyKind::kState},
     {Family::kWills, "wills", FamilyKind::kState},
     {Family::kMeta, "meta", FamilyKind::kMeta},
@@ -55,13 +57,17 @@ constexpr const FamilyInfo& InfoOf(Family family) { return kFamilies[static_cast
 
 // Families whose keys are be32(partition) + client_id + '\0' + suffix: DeleteSession removes
 // everything of a client in these with one DeleteRange each.
-inline constexpr std::array<Family, 4> kPerClientRangeFamilies = {
-    Family::kSubscriptions, Family::kQueue, Family::kInflight, Family::kIncomingQos2};
+// (`done` marks are keyed by message, not client: they go with the message, DeleteMessage.)
+inline constexpr std::array<Family, 3> kPerClientRangeFamilies = {
+    Family::kSubscriptions, Family::kInflight, Family::kIncomingQos2};
 
 // The meta family's keys.
 inline constexpr std::string_view kFormatKey = "format";
-// The on-disk format this code reads and writes (records::Format.version).
-inline constexpr uint32_t kFormatVersion = 1;
+// The on-disk format this code reads and writes (records::Format.version). Version 1 (up to
+// 2026-11) stored one `queue` record per queued delivery; version 2 stores a message's
+// recipients once (`recipients`) and a `done` mark per finished delivery. A version-1 directory
+// is refused (FailedPrecondition naming both versions); there is no converter.
+inline constexpr uint32_t kFormatVersion = 2;
 
 namespace internal {
 constexpr bool RegistryIsIndexed() {

@@ -1,5 +1,7 @@
 #include "storage/rocksdb/keys.h"
 
+#include <cstdint>
+
 namespace shardmq::storage::keys {
 
 void AppendBe16(std::string& out, uint16_t v) {
@@ -90,6 +92,21 @@ std::string MessageKey(uint32_t partition, uint64_t message_id) {
   return key;
 }
 
+std::string DoneKey(uint32_t partition, uint64_t message_id, std::string_view client_id) {
+  std::string key = WithPartition(partition, 8 + client_id.size());
+  AppendBe64(key, message_id);
+  key.append(client_id);
+  return key;
+}
+
+std::string DoneEnd(uint32_t partition, uint64_t message_id) {
+  if (message_id != UINT64_MAX) return MessageKey(partition, message_id + 1);
+  // be32(p) ff..ff cid < be32(p) ff..ff ff: no client id starts with 0xFF (not UTF-8).
+  std::string key = MessageKey(partition, message_id);
+  key.push_back('\xff');
+  return key;
+}
+
 std::string RetainedKey(uint32_t partition, std::string_view topic) {
   std::string key = WithPartition(partition, topic.size());
   key.append(topic);
@@ -138,6 +155,17 @@ bool DecodeMessageKey(std::string_view key, uint32_t* partition, uint64_t* messa
   if (key.size() != kPartitionBytes + 8) return false;
   *partition = ReadBe32(key);
   *message_id = ReadBe64(key.substr(kPartitionBytes));
+  return true;
+}
+
+bool DecodeDoneKey(std::string_view key, uint32_t* partition, uint64_t* message_id,
+                   std::string_view* client_id) {
+  if (key.size() <= kPartitionBytes + 8) return false;
+  const std::string_view cid = key.substr(kPartitionBytes + 8);
+  if (cid.find('\0') != std::string_view::npos) return false;
+  *partition = ReadBe32(key);
+  *message_id = ReadBe64(key.substr(kPartitionBytes));
+  *client_id = cid;
   return true;
 }
 

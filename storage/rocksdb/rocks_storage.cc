@@ -201,9 +201,9 @@ rocksdb::ColumnFamilyOptions MakeFamilyOptions(FamilyKind kind,
       o.write_buffer_size = 32 * kMiB;
       // Nothing reads these families while the broker runs (only Load, at start-up), so the
       // memtable is an unsorted vector, sorted once when it is flushed or iterated. A skip list
-      // spent most of the writer thread's time placing each queue entry (one per persistent
-      // subscriber per message, in random key order): fan-out to 1,000 offline sessions queued
-      // about 2x faster with the vector.
+      // spent most of the writer thread's time placing each per-delivery key (format version 1
+      // wrote one per persistent subscriber per message, in random key order): fan-out to
+      // 1,000 offline sessions queued about 2x faster with the vector.
       o.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
       // SSTs full of tombstones (delivered messages) are compacted soon, down to the last level
       // where the tombstones are dropped, instead of waiting for size triggers.
@@ -450,23 +450,26 @@ void RocksStorage::EncodeOp(const Batch::Op& any, rocksdb::WriteBatch& wb, std::
         } else if constexpr (std::is_same_v<T, Batch::DeleteWillOp>) {
           del(Family::kWills, keys::ClientKey(PartitionOfKey(op.client_id), op.client_id));
         } else if constexpr (std::is_same_v<T, Batch::PutMessageOp>) {
-          put(Family::kMessages, keys::MessageKey(PartitionOfKey(op.message.topic()), op.id),
-              op.message);
+          const std::string key = keys::MessageKey(PartitionOfKey(op.message.topic()), op.id);
+          put(Family::kMessages, key, op.message);
+          if (!op.recipients.empty()) {
+            wb.Put(Cf(Family::kRecipients), key, op.recipients.encoded()).PermitUncheckedError();
+          }
         } else if constexpr (std::is_same_v<T, Batch::DeleteMessageOp>) {
-          del(Family::kMessages, keys::MessageKey(PartitionOfKey(op.topic), op.id));
-        } else if constexpr (std::is_same_v<T, Batch::PutQueuedOp>) {
-          put(Family::kQueue,
-              keys::EntryKey(PartitionOfKey(op.client_id), op.client_id, op.message_id), op.entry);
+          const uint32_t p = PartitionOfKey(op.topic);
+          const std::string key = keys::MessageKey(p, op.id);
+          del(Family::kMessages, key);
+          del(Family::kRecipients, key);
+          wb.DeleteRange(Cf(Family::kDone), key, keys::DoneEnd(p, op.id)).PermitUncheckedError();
         } else if constexpr (std::is_same_v<T, Batch::PutInflightOp>) {
-          const std::string key =
-              keys::EntryKey(PartitionOfKey(op.client_id), op.client_id, op.message_id);
-          del(Family::kQueue, key);
-          put(Family::kInflight, key, op.entry);
+          put(Family::kInflight,
+              keys::EntryKey(PartitionOfKey(op.client_id), op.client_id, op.message_id), op.entry);
         } else if constexpr (std::is_same_v<T, Batch::DeleteEntryOp>) {
-          const std::string key =
-              keys::EntryKey(PartitionOfKey(op.client_id), op.client_id, op.message_id);
-          del(Family::kQueue, key);
-          del(Family::kInflight, key);
+          del(Family::kInflight,
+              keys::EntryKey(PartitionOfKey(op.client_id), op.client_id, op.message_id));
+          wb.Put(Cf(Family::kDone), keys::DoneKey(PartitionOfKey(op.topic), op.message_id, op.client_id),
+                 rocksdb::Slice())
+              .PermitUncheckedError();
         } else if constexpr (std::is_same_v<T, Batch::PutIncomingQos2Op>) {
           wb.Put(Cf(Family::kIncomingQos2),
                  keys::IncomingQos2Key(PartitionOfKey(op.client_id), op.client_id, op.packet_id),
@@ -570,7 +573,7 @@ void RocksStorage::WriterLoop() {
 struct LoadedSession {
   uint32_t partition = 0;
   StoredSession stored;
-  std::vector<std::pair<uint64_t, records::QueueEntry>> queued;    // ascending (key order)
+  std::vector<std::pair<uint64_t, records::QueueEntry>> queued;    // from recipients; sorted later
   std::vector<std::pair<uint64_t, records::QueueEntry>> inflight;  // ascending (key order)
 };
 
@@ -683,48 +686,138 @@ absl::StatusOr<Snapshot> RocksStorage::Load() {
         return absl::OkStatus();
       }));
 
-  for (Family family : {Family::kQueue, Family::kInflight}) {
-    SHARDMQ_RETURN_IF_ERROR(scan(family, [&](std::string_view key, std::string_view v) {
-      keys::PerClientKeyParts k;
-      uint64_t id = 0;
-      if (!keys::DecodeEntryKey(key, &k, &id)) return malformed(family, key, "bad key");
-      max_id = std::max(max_id, id);  // orphans included: their ids were handed out
-      LoadedSession* s = nullptr;
-      SHARDMQ_RETURN_IF_ERROR(owner(family, key, k.client_id, k.partition, &s));
-      if (s == nullptr) return absl::OkStatus();
-      records::QueueEntry entry;
-      if (!entry.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
-        return malformed(family, key, "bad QueueEntry record");
-      }
-      entry.set_message_id(id);  // the key is authoritative
-      (family == Family::kQueue ? s->queued : s->inflight).emplace_back(id, std::move(entry));
-      return absl::OkStatus();
-    }));
-  }
+  // Bodies first: recipients, done marks and in-flight records refer to them.
+  Snapshot snapshot;
+  absl::flat_hash_map<uint64_t, uint32_t> body_partition;  // message id -> partition of its key
+  SHARDMQ_RETURN_IF_ERROR(scan(Family::kMessages, [&](std::string_view key, std::string_view v) {
+    uint32_t partition = 0;
+    uint64_t id = 0;
+    if (!keys::DecodeMessageKey(key, &partition, &id)) {
+      return malformed(Family::kMessages, key, "bad key");
+    }
+    max_id = std::max(max_id, id);
+    records::Message message;
+    if (!message.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+      return malformed(Family::kMessages, key, "bad Message record");
+    }
+    if (PartitionOfKey(message.topic()) != partition) {
+      return malformed(Family::kMessages, key, "topic is not in this partition");
+    }
+    body_partition.emplace(id, partition);
+    snapshot.messages.insert_or_assign(id, std::move(message));
+    return absl::OkStatus();
+  }));
 
-  // Merge queue and inflight per session. The broker commits an entry's PutQueued before the
-  // PutInflight that moves it (PutInflight deletes the queue key in the same batch), so an id in
-  // both should not happen; if it does, the in-flight state (packet id, RELEASED) is the more
-  // advanced one and wins: resending with the original packet id is what the client expects.
+  // Done marks, as be64(id) cid (the key without its partition).
+  absl::flat_hash_set<std::string> done;
+  uint64_t dangling = 0;  // records about a message whose body is gone
+  SHARDMQ_RETURN_IF_ERROR(scan(Family::kDone, [&](std::string_view key, std::string_view) {
+    uint32_t partition = 0;
+    uint64_t id = 0;
+    std::string_view cid;
+    if (!keys::DecodeDoneKey(key, &partition, &id, &cid)) {
+      return malformed(Family::kDone, key, "bad key");
+    }
+    max_id = std::max(max_id, id);
+    auto body = body_partition.find(id);
+    if (body == body_partition.end() || body->second != partition) {
+      gc.Delete(Cf(Family::kDone), ToSlice(key)).PermitUncheckedError();
+      ++dangling;
+      return absl::OkStatus();
+    }
+    done.emplace(key.substr(keys::kPartitionBytes));
+    return absl::OkStatus();
+  }));
+  auto is_done = [&](uint64_t id, std::string_view cid) {
+    lookup.clear();
+    keys::AppendBe64(lookup, id);
+    lookup.append(cid);
+    return done.contains(lookup);
+  };
+
+  // Every recipient not done is a QUEUED entry of its session.
+  SHARDMQ_RETURN_IF_ERROR(scan(Family::kRecipients, [&](std::string_view key, std::string_view v) {
+    uint32_t partition = 0;
+    uint64_t id = 0;
+    if (!keys::DecodeMessageKey(key, &partition, &id)) {
+      return malformed(Family::kRecipients, key, "bad key");
+    }
+    max_id = std::max(max_id, id);
+    auto body = body_partition.find(id);
+    if (body == body_partition.end() || body->second != partition) {
+      gc.Delete(Cf(Family::kRecipients), ToSlice(key)).PermitUncheckedError();
+      ++dangling;
+      return absl::OkStatus();
+    }
+    records::Recipients recipients;
+    if (!recipients.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+      return malformed(Family::kRecipients, key, "bad Recipients record");
+    }
+    for (const records::Recipient& r : recipients.recipients()) {
+      if (r.client_id().empty() || is_done(id, r.client_id())) continue;
+      LoadedSession* s = find(r.client_id());
+      if (s == nullptr) {  // the session is gone: finish the delivery
+        gc.Put(Cf(Family::kDone), keys::DoneKey(partition, id, r.client_id()), rocksdb::Slice())
+            .PermitUncheckedError();
+        ++orphans;
+        continue;
+      }
+      records::QueueEntry entry;
+      entry.set_message_id(id);
+      entry.set_qos(r.qos());
+      entry.set_retain(r.retain());
+      entry.mutable_subscription_ids()->Assign(r.subscription_ids().begin(),
+                                               r.subscription_ids().end());
+      s->queued.emplace_back(id, std::move(entry));
+    }
+    return absl::OkStatus();
+  }));
+
+  SHARDMQ_RETURN_IF_ERROR(scan(Family::kInflight, [&](std::string_view key, std::string_view v) {
+    keys::PerClientKeyParts k;
+    uint64_t id = 0;
+    if (!keys::DecodeEntryKey(key, &k, &id)) return malformed(Family::kInflight, key, "bad key");
+    max_id = std::max(max_id, id);  // orphans included: their ids were handed out
+    LoadedSession* s = nullptr;
+    SHARDMQ_RETURN_IF_ERROR(owner(Family::kInflight, key, k.client_id, k.partition, &s));
+    if (s == nullptr) return absl::OkStatus();
+    records::QueueEntry entry;
+    if (!entry.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+      return malformed(Family::kInflight, key, "bad QueueEntry record");
+    }
+    // DeleteEntry deletes the record with the done mark; an in-flight record of a finished or
+    // bodiless delivery is left over (should not happen): drop it.
+    if (!snapshot.messages.contains(id) || is_done(id, k.client_id)) {
+      gc.Delete(Cf(Family::kInflight), ToSlice(key)).PermitUncheckedError();
+      ++dangling;
+      return absl::OkStatus();
+    }
+    entry.set_message_id(id);  // the key is authoritative
+    s->inflight.emplace_back(id, std::move(entry));
+    return absl::OkStatus();
+  }));
+
+  // Merge per session, ascending by id; the in-flight record (packet id, RELEASED) overrides
+  // the QUEUED entry of the same delivery.
   absl::flat_hash_set<uint64_t> referenced;
   for (LoadedSession& s : sessions) {
-    const std::string& cid = s.stored.session.client_id();
+    std::sort(s.queued.begin(), s.queued.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    // A message can list a client twice (a shared and a non-shared subscription both matched):
+    // one entry per (session, message), as every other key of the format holds.
+    s.queued.erase(std::unique(s.queued.begin(), s.queued.end(),
+                               [](const auto& a, const auto& b) { return a.first == b.first; }),
+                   s.queued.end());
     auto& out = s.stored.entries;
     out.reserve(s.queued.size() + s.inflight.size());
     size_t q = 0;
     size_t f = 0;
     while (q < s.queued.size() || f < s.inflight.size()) {
       if (f == s.inflight.size() ||
-          (q < s.queued.size() && s.queued[q].first <= s.inflight[f].first)) {
-        if (f < s.inflight.size() && s.queued[q].first == s.inflight[f].first) {
-          gc.Delete(Cf(Family::kQueue), keys::EntryKey(s.partition, cid, s.queued[q].first))
-              .PermitUncheckedError();
-          ++orphans;
-          ++q;
-          continue;  // the inflight copy is taken by the next round
-        }
+          (q < s.queued.size() && s.queued[q].first < s.inflight[f].first)) {
         out.push_back(std::move(s.queued[q++]));
       } else {
+        if (q < s.queued.size() && s.queued[q].first == s.inflight[f].first) ++q;
         out.push_back(std::move(s.inflight[f++]));
       }
       referenced.insert(out.back().first);
@@ -733,46 +826,20 @@ absl::StatusOr<Snapshot> RocksStorage::Load() {
     s.inflight.clear();
   }
 
-  Snapshot snapshot;
+  // Bodies no entry needs any more go, with their recipients and done marks.
   uint64_t unreferenced = 0;
-  SHARDMQ_RETURN_IF_ERROR(scan(Family::kMessages, [&](std::string_view key, std::string_view v) {
-    uint32_t partition = 0;
-    uint64_t id = 0;
-    if (!keys::DecodeMessageKey(key, &partition, &id)) {
-      return malformed(Family::kMessages, key, "bad key");
+  for (auto it = snapshot.messages.begin(); it != snapshot.messages.end();) {
+    if (referenced.contains(it->first)) {
+      ++it;
+      continue;
     }
-    max_id = std::max(max_id, id);
-    if (!referenced.contains(id)) {
-      gc.Delete(Cf(Family::kMessages), ToSlice(key)).PermitUncheckedError();
-      ++unreferenced;
-      return absl::OkStatus();
-    }
-    records::Message message;
-    if (!message.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
-      return malformed(Family::kMessages, key, "bad Message record");
-    }
-    if (PartitionOfKey(message.topic()) != partition) {
-      return malformed(Family::kMessages, key, "topic is not in this partition");
-    }
-    snapshot.messages.insert_or_assign(id, std::move(message));
-    return absl::OkStatus();
-  }));
-
-  // Entries whose body is gone cannot be delivered: drop them.
-  uint64_t dangling = 0;
-  for (LoadedSession& s : sessions) {
-    auto& entries = s.stored.entries;
-    const std::string& cid = s.stored.session.client_id();
-    auto keep = std::remove_if(entries.begin(), entries.end(), [&](const auto& e) {
-      if (snapshot.messages.contains(e.first)) return false;
-      // From either family (the merge kept one per id): delete the key in both.
-      const std::string key = keys::EntryKey(s.partition, cid, e.first);
-      gc.Delete(Cf(Family::kQueue), key).PermitUncheckedError();
-      gc.Delete(Cf(Family::kInflight), key).PermitUncheckedError();
-      ++dangling;
-      return true;
-    });
-    entries.erase(keep, entries.end());
+    const uint32_t p = body_partition[it->first];
+    const std::string key = keys::MessageKey(p, it->first);
+    gc.Delete(Cf(Family::kMessages), key).PermitUncheckedError();
+    gc.Delete(Cf(Family::kRecipients), key).PermitUncheckedError();
+    gc.DeleteRange(Cf(Family::kDone), key, keys::DoneEnd(p, it->first)).PermitUncheckedError();
+    ++unreferenced;
+    snapshot.messages.erase(it++);
   }
 
   SHARDMQ_RETURN_IF_ERROR(scan(Family::kRetained, [&](std::string_view key, std::string_view v) {
@@ -798,7 +865,8 @@ absl::StatusOr<Snapshot> RocksStorage::Load() {
   SHARDMQ_LOG(INFO) << "storage: loaded " << snapshot.sessions.size() << " sessions, "
                     << snapshot.messages.size() << " messages, " << snapshot.retained.size()
                     << " retained (max message id " << max_id << "); removed " << orphans
-                    << " orphan records, " << dangling << " entries without a message body, "
+                    << " orphan records, " << dangling
+                    << " records about a missing message body or a finished delivery, "
                     << unreferenced << " unreferenced message bodies";
   return snapshot;
 }

@@ -262,6 +262,46 @@ def test_offline_queue_delivered_in_order(broker_factory, version, how):
     c.close()
 
 
+@pytest.mark.parametrize("how", HOW)
+def test_queue_of_a_discarded_session_does_not_return_with_a_new_one(broker_factory, version,
+                                                                      how):
+    """A stored message lists the sessions it is queued for by client id. When a session with
+    queued messages is discarded (clean start) and a new persistent session takes the same
+    client id, the old queue must stay gone, before and after a restart, while another session
+    queued on the same messages still gets all of them."""
+    broker = broker_factory()
+    for cid in ("dur-reuse", "dur-reuse-other"):
+        c, _ = paho_session(broker, version, cid)
+        c.subscribe("dur/reuse", qos=1)
+        c.disconnect()
+    pub = Client(broker, version, "dur-reuse-pub")
+    pub.connect()
+    sent = [b"old-%d" % i for i in range(5)]
+    for payload in sent:
+        pub.publish("dur/reuse", payload, qos=1)   # waits for PUBACK: queued for both
+    pub.disconnect()
+
+    fresh = Client(broker, version, "dur-reuse")   # clean start: the session and its queue go
+    fresh.connect()
+    fresh.disconnect()
+    c, ack = paho_session(broker, version, "dur-reuse")
+    assert ack["session_present"] is False
+    c.subscribe("dur/elsewhere", qos=1)
+    c.expect_no_message(0.5)
+    c.disconnect()
+
+    broker.restart(how)
+    c, ack = paho_session(broker, version, "dur-reuse")
+    assert ack["session_present"] is True
+    c.expect_no_message(1.0)   # nothing of the discarded session's queue
+    c.close()
+    o, ack = paho_session(broker, version, "dur-reuse-other")
+    assert ack["session_present"] is True
+    assert [m.payload for m in o.expect_messages(len(sent))] == sent
+    o.expect_no_message(0.5)
+    o.close()
+
+
 # ------------------------------------------------------------------ in-flight state
 @pytest.mark.parametrize("qos", [1, 2])
 @pytest.mark.parametrize("how,durability", HOW_DUR)

@@ -1,10 +1,13 @@
-// Golden fixtures that pin the on-disk format (version 1): the key bytes of every column family
+// Golden fixtures that pin the on-disk format (version 2): the key bytes of every column family
 // (tests/storage/golden/keys.txt) and the value bytes of one fixed record of each type
 // (tests/storage/golden/values.txt). A failure here means the format changed: existing data
 // directories would no longer read back.
 //
-// Regenerate ONLY together with a new format version (column_families.h kFormatVersion, and
-// a migration of old directories):
+// Version 2 replaced v1's `queue` records with one `recipients` record per message and a `done`
+// mark per finished delivery; v1 directories are refused (there is no converter).
+//
+// Regenerate ONLY together with a new format version (column_families.h kFormatVersion; old
+// directories must then be refused by version, or migrated):
 //   SHARDMQ_REGENERATE_GOLDEN=1 build/tests/storage/storage_test --gtest_filter='GoldenTest.*'
 // which rewrites the files in the source tree; review the diff before committing it.
 #include <google/protobuf/io/coded_stream.h>
@@ -16,6 +19,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -23,6 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/records.pb.h"
+#include "storage/batch.h"
 #include "storage/rocksdb/column_families.h"
 #include "storage/rocksdb/keys.h"
 #include "tests/storage/storage_test_util.h"
@@ -89,12 +94,14 @@ Table ComputedKeys() {
       {"sessions", keys::ClientKey(pc, kClient)},
       {"wills", keys::ClientKey(pc, kClient)},
       {"subscriptions", keys::SubscriptionKey(pc, kClient, kFilter)},
-      {"queue", keys::EntryKey(pc, kClient, kMessageId)},
       {"inflight", keys::EntryKey(pc, kClient, kMessageId)},
       {"incoming_qos2", keys::IncomingQos2Key(pc, kClient, kPacketId)},
       {"delete_session_begin", keys::ClientPrefix(pc, kClient)},
       {"delete_session_end", keys::ClientPrefixEnd(pc, kClient)},
       {"messages", keys::MessageKey(pt, kMessageId)},
+      {"recipients", keys::MessageKey(pt, kMessageId)},
+      {"done", keys::DoneKey(pt, kMessageId, kClient)},
+      {"delete_message_done_end", keys::DoneEnd(pt, kMessageId)},
       {"retained", keys::RetainedKey(pt, kTopic)},
       {"meta_format", std::string(rocks::kFormatKey)},
   };
@@ -159,6 +166,34 @@ records::QueueEntry FixedEntry() {
   return e;
 }
 
+// Built with storage::Recipients (the writer of the stored bytes), for fixed inputs: every
+// field set, defaults left out, subscription ids of 1, 2 and 3 varint bytes.
+Recipients FixedRecipients() {
+  Recipients r;
+  r.Add(kClient, 2, true, {77, 3, 70000});
+  r.Add("dev-2", 1, false, {200});
+  r.Add("dev-3", 0, false);
+  return r;
+}
+
+// The same records with the generated API.
+records::Recipients FixedRecipientsProto() {
+  records::Recipients r;
+  records::Recipient* a = r.add_recipients();
+  a->set_client_id(kClient);
+  a->set_qos(2);
+  a->set_retain(true);
+  a->add_subscription_ids(77);
+  a->add_subscription_ids(3);
+  a->add_subscription_ids(70000);
+  records::Recipient* b = r.add_recipients();
+  b->set_client_id("dev-2");
+  b->set_qos(1);
+  b->add_subscription_ids(200);
+  r.add_recipients()->set_client_id("dev-3");
+  return r;
+}
+
 records::Format FixedFormat() {
   records::Format f;
   f.set_version(rocks::kFormatVersion);
@@ -184,6 +219,7 @@ Table ComputedValues() {
       {"will", Deterministic(FixedWill())},
       {"message", Deterministic(FixedMessage())},
       {"queue_entry", Deterministic(FixedEntry())},
+      {"recipients", FixedRecipients().encoded()},
       {"format", Deterministic(FixedFormat())},
   };
 }
@@ -221,7 +257,7 @@ bool Regenerate() {
 }
 
 constexpr char kHeaderCommon[] =
-    "# On-disk format version 1. Checked by tests/storage/golden_test.cc; regenerate only with a\n"
+    "# On-disk format version 2. Checked by tests/storage/golden_test.cc; regenerate only with a\n"
     "# new format version: SHARDMQ_REGENERATE_GOLDEN=1 storage_test "
     "--gtest_filter='GoldenTest.*'\n";
 
@@ -287,6 +323,11 @@ TEST(GoldenTest, GoldenValuesParseBack) {
   records::QueueEntry entry;
   ASSERT_TRUE(entry.ParseFromString(golden["queue_entry"]));
   EXPECT_THAT(entry, EqualsProto(FixedEntry()));
+  records::Recipients recipients;
+  ASSERT_TRUE(recipients.ParseFromString(golden["recipients"]));
+  EXPECT_THAT(recipients, EqualsProto(FixedRecipientsProto()));
+  // The generated serializer writes the same bytes as storage::Recipients.
+  EXPECT_EQ(Hex(Deterministic(FixedRecipientsProto())), Hex(golden["recipients"]));
   records::Format format;
   ASSERT_TRUE(format.ParseFromString(golden["format"]));
   EXPECT_THAT(format, EqualsProto(FixedFormat()));
@@ -310,7 +351,9 @@ TEST(GoldenTest, GoldenKeysDecodeBack) {
   EXPECT_EQ(pk.client_id, kClient);
   EXPECT_EQ(pk.suffix, kFilter);
   uint64_t id = 0;
-  ASSERT_TRUE(keys::DecodeEntryKey(golden["queue"], &pk, &id));
+  ASSERT_TRUE(keys::DecodeEntryKey(golden["inflight"], &pk, &id));
+  EXPECT_EQ(pk.partition, pc);
+  EXPECT_EQ(pk.client_id, kClient);
   EXPECT_EQ(id, kMessageId);
   uint16_t pid = 0;
   ASSERT_TRUE(keys::DecodeIncomingQos2Key(golden["incoming_qos2"], &pk, &pid));
@@ -319,6 +362,18 @@ TEST(GoldenTest, GoldenKeysDecodeBack) {
   ASSERT_TRUE(keys::DecodeMessageKey(golden["messages"], &p, &id));
   EXPECT_EQ(p, pt);
   EXPECT_EQ(id, kMessageId);
+  p = 0;
+  id = 0;
+  ASSERT_TRUE(keys::DecodeMessageKey(golden["recipients"], &p, &id));
+  EXPECT_EQ(p, pt);
+  EXPECT_EQ(id, kMessageId);
+  p = 0;
+  id = 0;
+  std::string_view cid;
+  ASSERT_TRUE(keys::DecodeDoneKey(golden["done"], &p, &id, &cid));
+  EXPECT_EQ(p, pt);
+  EXPECT_EQ(id, kMessageId);
+  EXPECT_EQ(cid, kClient);
   keys::RetainedKeyParts rk;
   ASSERT_TRUE(keys::DecodeRetainedKey(golden["retained"], &rk));
   EXPECT_EQ(rk.partition, pt);
@@ -378,6 +433,186 @@ TEST(KeysTest, DecodeRejectsMalformedKeys) {
   EXPECT_FALSE(keys::DecodeMessageKey(keys::PartitionPrefix(1), &p, &id));
   keys::RetainedKeyParts rk;
   EXPECT_FALSE(keys::DecodeRetainedKey("ab", &rk));
+  std::string_view cid;
+  EXPECT_FALSE(keys::DecodeDoneKey(keys::MessageKey(0, 1), &p, &id, &cid));  // no client id
+  EXPECT_FALSE(keys::DecodeDoneKey(keys::PartitionPrefix(1), &p, &id, &cid));
+  EXPECT_FALSE(keys::DecodeDoneKey(keys::DoneKey(0, 1, std::string("a\0b", 3)), &p, &id, &cid));
+  ASSERT_TRUE(keys::DecodeDoneKey(keys::DoneKey(3, 9, "a"), &p, &id, &cid));
+  EXPECT_EQ(p, 3u);
+  EXPECT_EQ(id, 9u);
+  EXPECT_EQ(cid, "a");
+}
+
+// DeleteMessage deletes [MessageKey(p, id), DoneEnd(p, id)) in `done`: every done mark of that
+// message, whatever the client id, and no mark of another message or partition.
+TEST(KeysTest, DoneMarksOfAMessageAreOneRange) {
+  constexpr uint64_t kMax = ~uint64_t{0};
+  const std::vector<std::string> clients = {
+      "a", "ab", std::string("a\x01", 2), "\x7f", "\xc3\xbc", "\xef\xbf\xbf",
+      "\xf4\x8f\xbf\xbf",  // U+10FFFF: the largest UTF-8 lead byte a client id can start with
+      std::string(300, 'z')};
+  for (uint32_t p : {0u, 7u, 255u}) {
+    for (uint64_t id : {uint64_t{1}, uint64_t{255}, uint64_t{256}, uint64_t{1} << 63, kMax - 1,
+                        kMax}) {
+      const std::string begin = keys::MessageKey(p, id);
+      const std::string end = keys::DoneEnd(p, id);
+      auto inside = [&](const std::string& key) { return begin <= key && key < end; };
+      EXPECT_LT(begin, end);
+      for (const std::string& cid : clients) {
+        EXPECT_TRUE(inside(keys::DoneKey(p, id, cid))) << p << " " << id << " " << Hex(cid);
+        EXPECT_FALSE(inside(keys::DoneKey(p, id - 1, cid))) << p << " " << id << " " << Hex(cid);
+        if (id != kMax) {
+          EXPECT_FALSE(inside(keys::DoneKey(p, id + 1, cid))) << p << " " << id << " " << Hex(cid);
+        }
+        EXPECT_FALSE(inside(keys::DoneKey(p + 1, id, cid))) << p << " " << id << " " << Hex(cid);
+        EXPECT_FALSE(inside(keys::DoneKey(p + 1, 0, cid))) << p << " " << id << " " << Hex(cid);
+      }
+      // The range ends inside the partition.
+      EXPECT_LE(end, keys::PartitionPrefix(p + 1));
+    }
+  }
+  EXPECT_EQ(keys::DoneEnd(4, 9), keys::MessageKey(4, 10));
+}
+
+// ---- storage::Recipients: the stored records::Recipients, written without the generated code ----
+
+struct RecipientCase {
+  std::string client_id;
+  uint32_t qos;
+  bool retain;
+  std::vector<uint32_t> subscription_ids;
+};
+
+std::vector<RecipientCase> RecipientCases() {
+  std::vector<RecipientCase> cases = {
+      {"c", 0, false, {}},
+      {"c", 1, false, {}},
+      {"c", 2, false, {}},
+      {"c", 0, true, {}},
+      {"dev-1", 1, true, {1}},
+      {"dev-1", 2, false, {127}},
+      {"dev-1", 0, true, {128}},
+      {"x", 1, false, {16383}},
+      {"x", 2, true, {16384}},
+      {"y", 1, false, {1, 300, 2097152}},
+      {"y", 0, false, {127, 128, 16384}},
+      {"y", 2, true, {268435455, 70000, 5}},  // the largest MQTT subscription id
+      {"z", 1, true, {0xFFFFFFFFu}},          // a 5-byte varint
+      {"\xc3\x9c" "berwachung-\xe6\x97\xa5\xe6\x9c\xac", 1, false, {9}},
+      {std::string(200, 'L'), 1, true, {5}},
+      {std::string(200, 'L'), 0, false, {}},
+      {std::string(20000, 'H'), 2, true, {1, 200, 70000}},  // recipient longer than 16383 bytes
+  };
+  // Client ids around the 127/128-byte boundary of the recipient's length varint.
+  for (size_t n : {124, 125, 126, 127, 128}) {
+    cases.push_back({std::string(n, 'b'), 0, false, {}});
+    cases.push_back({std::string(n, 'b'), 2, true, {130}});
+  }
+  return cases;
+}
+
+records::Recipient ToProto(const RecipientCase& c) {
+  records::Recipient r;
+  r.set_client_id(c.client_id);
+  r.set_qos(c.qos);
+  r.set_retain(c.retain);
+  for (uint32_t id : c.subscription_ids) r.add_subscription_ids(id);
+  return r;
+}
+
+std::string Describe(const RecipientCase& c) {
+  std::string out = "client id of " + std::to_string(c.client_id.size()) + " bytes, qos " +
+                    std::to_string(c.qos) + (c.retain ? ", retain" : "") + ", ids";
+  for (uint32_t id : c.subscription_ids) out += " " + std::to_string(id);
+  return out;
+}
+
+TEST(RecipientsTest, EmptyEncodesNothing) {
+  Recipients r;
+  EXPECT_TRUE(r.empty());
+  EXPECT_EQ(r.size(), 0u);
+  EXPECT_EQ(r.encoded(), "");
+  EXPECT_FALSE(r.HasInvalidClientId());
+  records::Recipients parsed;
+  ASSERT_TRUE(parsed.ParseFromString(r.encoded()));
+  EXPECT_EQ(parsed.recipients_size(), 0);
+}
+
+TEST(RecipientsTest, OneRecipientEncodesLikeTheGeneratedSerializer) {
+  for (const RecipientCase& c : RecipientCases()) {
+    Recipients r;
+    r.Add(c.client_id, c.qos, c.retain, c.subscription_ids);
+    EXPECT_EQ(r.size(), 1u);
+    EXPECT_FALSE(r.empty());
+    EXPECT_FALSE(r.HasInvalidClientId()) << Describe(c);
+
+    records::Recipients parsed;
+    ASSERT_TRUE(parsed.ParseFromString(r.encoded())) << Describe(c);
+    ASSERT_EQ(parsed.recipients_size(), 1) << Describe(c);
+    const records::Recipient& got = parsed.recipients(0);
+    EXPECT_EQ(got.client_id(), c.client_id) << Describe(c);
+    EXPECT_EQ(got.qos(), c.qos) << Describe(c);
+    EXPECT_EQ(got.retain(), c.retain) << Describe(c);
+    EXPECT_THAT(got.subscription_ids(), ::testing::ElementsAreArray(c.subscription_ids))
+        << Describe(c);
+    // Nothing else in the bytes (an unknown field would survive parsing as such).
+    EXPECT_TRUE(got.GetReflection()->GetUnknownFields(got).empty()) << Describe(c);
+    EXPECT_TRUE(parsed.GetReflection()->GetUnknownFields(parsed).empty()) << Describe(c);
+
+    records::Recipients expected;
+    *expected.add_recipients() = ToProto(c);
+    EXPECT_EQ(Hex(r.encoded()), Hex(expected.SerializeAsString())) << Describe(c);
+  }
+}
+
+TEST(RecipientsTest, ManyRecipientsAppendInOrder) {
+  const std::vector<RecipientCase> cases = RecipientCases();
+  Recipients r;
+  records::Recipients expected;
+  for (const RecipientCase& c : cases) {
+    r.Add(c.client_id, c.qos, c.retain, c.subscription_ids);
+    *expected.add_recipients() = ToProto(c);
+  }
+  EXPECT_EQ(r.size(), cases.size());
+  EXPECT_FALSE(r.HasInvalidClientId());
+  records::Recipients parsed;
+  ASSERT_TRUE(parsed.ParseFromString(r.encoded()));
+  EXPECT_THAT(parsed, EqualsProto(expected));
+  EXPECT_EQ(Hex(r.encoded()), Hex(expected.SerializeAsString()));
+  EXPECT_EQ(Hex(r.encoded()), Hex(Deterministic(expected)));
+}
+
+TEST(RecipientsTest, FlagsAnEmptyOrNulClientIdButStillEncodesIt) {
+  const std::string nul("a\0b", 3);
+  for (const std::string& bad : {std::string(), nul, std::string("\0", 1)}) {
+    Recipients r;
+    r.Add("fine", 1, false);
+    EXPECT_FALSE(r.HasInvalidClientId());
+    r.Add(bad, 0, false);
+    EXPECT_TRUE(r.HasInvalidClientId()) << Hex(bad);
+    r.Add("fine-again", 1, false);
+    EXPECT_TRUE(r.HasInvalidClientId()) << Hex(bad);  // stays set
+    EXPECT_EQ(r.size(), 3u);
+    records::Recipients expected;
+    expected.add_recipients()->set_client_id("fine");
+    expected.mutable_recipients(0)->set_qos(1);
+    expected.add_recipients()->set_client_id(bad);
+    expected.add_recipients()->set_client_id("fine-again");
+    expected.mutable_recipients(2)->set_qos(1);
+    EXPECT_EQ(Hex(r.encoded()), Hex(expected.SerializeAsString())) << Hex(bad);
+  }
+}
+
+TEST(RecipientsTest, CopiesAreIndependent) {
+  Recipients a;
+  a.Add("a", 1, false);
+  Recipients b = a;
+  b.Add("b", 2, true, {3});
+  EXPECT_EQ(a.size(), 1u);
+  EXPECT_EQ(b.size(), 2u);
+  records::Recipients parsed;
+  ASSERT_TRUE(parsed.ParseFromString(a.encoded()));
+  EXPECT_EQ(parsed.recipients_size(), 1);
 }
 
 }  // namespace

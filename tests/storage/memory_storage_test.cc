@@ -16,9 +16,9 @@ namespace shardmq::storage {
 namespace {
 
 using fixtures::FindSession;
-using fixtures::MakeEntry;
 using fixtures::MakeMessage;
 using fixtures::MakeSession;
+using fixtures::RecipientsOf;
 
 TEST(MemoryStorageTest, DoneRunsOnTheCallingThreadBeforeCommitReturns) {
   std::unique_ptr<Storage> storage = CreateInMemoryStorage();
@@ -65,10 +65,9 @@ TEST(MemoryStorageTest, ConcurrentCommittersOnDifferentSessions) {
         const uint64_t id = t * kOps + i;
         Batch b;
         if (i == 1) b.PutSession(MakeSession(cid));
-        b.PutMessage(id, MakeMessage("t", "p"));
-        b.PutQueued(cid, id, MakeEntry(id));
+        b.PutMessage(id, MakeMessage("t", "p"), RecipientsOf({cid}));
         if (i % 2 == 0) {  // keep the odd ones
-          b.DeleteEntry(cid, id);
+          b.DeleteEntry(cid, "t", id);
           b.DeleteMessage("t", id);
         }
         EXPECT_OK(storage->CommitSync(std::move(b)));

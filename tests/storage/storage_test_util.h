@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <utility>
@@ -14,6 +15,7 @@
 
 #include "gmock/gmock.h"
 #include "proto/records.pb.h"
+#include "storage/batch.h"
 #include "storage/storage.h"
 
 namespace shardmq::storage::fixtures {
@@ -66,6 +68,24 @@ inline records::QueueEntry MakeEntry(uint64_t id, uint32_t qos = 1,
   e.set_state(state);
   e.set_packet_id(packet_id);
   return e;
+}
+
+// The QUEUED entry Load returns for a recipient (storage::Recipients::Add) of message `id`
+// that is neither in flight nor done.
+inline records::QueueEntry MakeQueued(uint64_t id, uint32_t qos = 1, bool retain = false,
+                                      std::initializer_list<uint32_t> subscription_ids = {}) {
+  records::QueueEntry e = MakeEntry(id, qos);
+  e.set_retain(retain);
+  for (uint32_t sid : subscription_ids) e.add_subscription_ids(sid);
+  return e;
+}
+
+// Recipients `client_ids`, each with the same delivery options.
+inline Recipients RecipientsOf(std::initializer_list<std::string> client_ids, uint32_t qos = 1,
+                               bool retain = false) {
+  Recipients r;
+  for (const std::string& cid : client_ids) r.Add(cid, qos, retain);
+  return r;
 }
 
 // The stored session of `client_id` in `snapshot`, or nullptr.
