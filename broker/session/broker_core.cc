@@ -69,6 +69,7 @@ void WorkerCore::Publish(std::shared_ptr<Message> message) {
   if (durable > 0) {
     message->id = broker_.NextMessageId();
     message->durable_refs.store(durable, std::memory_order_relaxed);
+    uncommitted_deliveries_ += static_cast<size_t>(durable);
     storage::Recipients recipients;
     recipients.Reserve(static_cast<size_t>(durable),
                        static_cast<size_t>(durable) * deliveries.front().client_id.size());
@@ -83,6 +84,7 @@ void WorkerCore::Publish(std::shared_ptr<Message> message) {
 void LocalTopicOwner::Publish(std::shared_ptr<Message> message, Done done) {
   core_.Publish(std::move(message));
   if (done) core_.AfterCommit(std::move(done));
+  core_.CommitIfLarge();
 }
 
 void WorkerCore::UpdateRetained(const Message& message) {
@@ -136,6 +138,7 @@ void WorkerCore::CommitPending() {
   }
   storage::Batch b = std::move(batch_);
   batch_ = storage::Batch();
+  uncommitted_deliveries_ = 0;
   ++inflight_commits_;
   broker_.storage().Commit(
       std::move(b), [this, callbacks = std::move(callbacks)](absl::Status st) mutable {

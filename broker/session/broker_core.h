@@ -98,10 +98,18 @@ class WorkerCore {
   // Runs `fn` on this worker once everything put in batch() so far is durable (or failed).
   // Callbacks run in registration order.
   void AfterCommit(absl::AnyInvocable<void(const absl::Status&)> fn);
-  // Removes a stored queue entry of `client_id` and drops the body when no entry refers to it.
+  // Finishes the stored delivery of `message` to `client_id` (a done mark) and drops the body
+  // when no delivery needs it any more.
   void ReleaseStored(const std::string& client_id, const Message& message);
   // Commits batch() now (shutdown).
   void CommitPending();
+  // Commits batch() before the end of the turn once it holds kEarlyCommitDeliveries stored
+  // deliveries: a turn that reads many publishes with a large persistent fan-out would
+  // otherwise hold every PUBACK until all are routed, while the storage thread sits idle.
+  void CommitIfLarge() {
+    if (uncommitted_deliveries_ >= kEarlyCommitDeliveries) CommitPending();
+  }
+  static constexpr size_t kEarlyCommitDeliveries = 4096;
   // Storage commits issued by this worker and not yet completed.
   int inflight_commits() const { return inflight_commits_; }
 
@@ -185,6 +193,7 @@ class WorkerCore {
   storage::Batch batch_;
   std::vector<absl::AnyInvocable<void(const absl::Status&)>> after_commit_;
   int inflight_commits_ = 0;
+  size_t uncommitted_deliveries_ = 0;  // stored deliveries in batch_
   // Sessions that moved away, still forwarding until every worker knows the new location.
   struct Forward {
     int to = 0;
