@@ -73,7 +73,24 @@ inline constexpr size_t kInlineDepth = 32;
 // trie.
 template <typename Key, typename Value, typename KeyHash = std::hash<Key>>
 class FilterTrie {
+ private:
+  // Spreads weak hashes (std::hash of integers and pointers is the identity) over all bits;
+  // absl's tables take their per-slot tag from the low 7 bits.
+  struct EntryHash {
+    [[no_unique_address]] KeyHash hash;
+    size_t operator()(const Key& key) const {
+      uint64_t x = static_cast<uint64_t>(hash(key));
+      x ^= x >> 33;
+      x *= 0xff51afd7ed558ccdULL;  // MurmurHash3 fmix64
+      x ^= x >> 33;
+      return static_cast<size_t>(x);
+    }
+  };
+
  public:
+  // The entries of one filter, by key.
+  using Entries = absl::flat_hash_map<Key, Value, EntryHash>;
+
   FilterTrie() = default;
   FilterTrie(const FilterTrie&) = delete;
   FilterTrie& operator=(const FilterTrie&) = delete;
@@ -180,6 +197,15 @@ class FilterTrie {
   // kInlineDepth pending nodes.
   template <typename Fn>
   void Match(std::string_view topic, Fn&& fn) const {
+    MatchFilters(topic, [&fn](const Entries& entries) {
+      for (const auto& [key, value] : entries) fn(key, value);
+    });
+  }
+
+  // Calls fn(const Entries&) once for every filter that matches `topic` and holds entries, with
+  // all of that filter's entries. Order is unspecified.
+  template <typename Fn>
+  void MatchFilters(std::string_view topic, Fn&& fn) const {
     struct Frame {
       const Node* node;
       std::string_view rest;  // the topic levels below `node`, if `more`
@@ -193,9 +219,9 @@ class FilterTrie {
       stack.pop_back();
       const Node& node = *frame.node;
       if (!frame.more) {
-        Emit(node, fn);
+        EmitFilter(node, fn);
         // "a/#" matches "a" (s4.7.1.2).
-        if (node.hash != nullptr) Emit(*node.hash, fn);
+        if (node.hash != nullptr) EmitFilter(*node.hash, fn);
         continue;
       }
       // s4.7.2: no first-level wildcard for '$' topics.
@@ -203,7 +229,7 @@ class FilterTrie {
       std::string_view rest = frame.rest;
       std::string_view level;
       const bool more = topic_tree_internal::NextLevel(rest, level);
-      if (wildcards && node.hash != nullptr) Emit(*node.hash, fn);
+      if (wildcards && node.hash != nullptr) EmitFilter(*node.hash, fn);
       if (wildcards && node.plus != nullptr) stack.push_back(Frame{node.plus.get(), rest, more});
       if (node.children.empty()) continue;  // skip hashing the level when there is nothing to find
       if (auto it = node.children.find(level); it != node.children.end()) {
@@ -245,24 +271,11 @@ class FilterTrie {
   }
 
  private:
-  // Spreads weak hashes (std::hash of integers and pointers is the identity) over all bits;
-  // absl's tables take their per-slot tag from the low 7 bits.
-  struct EntryHash {
-    [[no_unique_address]] KeyHash hash;
-    size_t operator()(const Key& key) const {
-      uint64_t x = static_cast<uint64_t>(hash(key));
-      x ^= x >> 33;
-      x *= 0xff51afd7ed558ccdULL;  // MurmurHash3 fmix64
-      x ^= x >> 33;
-      return static_cast<size_t>(x);
-    }
-  };
-
   struct Node {
     topic_tree_internal::ChildMap<Node> children;  // literal levels
     std::unique_ptr<Node> plus;                    // the '+' level
     std::unique_ptr<Node> hash;                    // the '#' level (never has children)
-    absl::flat_hash_map<Key, Value, EntryHash> entries;
+    Entries entries;
 
     bool Empty() const { return entries.empty() && children.empty() && !plus && !hash; }
   };
@@ -284,8 +297,8 @@ class FilterTrie {
   }
 
   template <typename Fn>
-  static void Emit(const Node& node, Fn& fn) {
-    for (const auto& [key, value] : node.entries) fn(key, value);
+  static void EmitFilter(const Node& node, Fn& fn) {
+    if (!node.entries.empty()) fn(node.entries);
   }
 
   Node root_;

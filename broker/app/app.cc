@@ -17,6 +17,7 @@
 
 #include "broker/app/admin_server.h"
 #include "broker/app/config.h"
+#include "broker/app/cpus.h"
 #include "broker/app/metrics.h"
 #include "broker/net/listener.h"
 #include "broker/net/worker.h"
@@ -132,7 +133,12 @@ int Run(const Flags& flags) {
       cfg.mqtt().max_retained_messages(), cfg.mqtt().max_retained_payload()});
 
   int nworkers = static_cast<int>(cfg.workers());
-  if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
+  if (nworkers == 0) {
+    const int cpus = UsableCpus();
+    nworkers = DefaultWorkers(cpus);
+    SHARDMQ_LOG(INFO) << "workers: " << nworkers << " (" << cpus
+                      << " usable CPUs, one left to storage)";
+  }
   std::vector<std::unique_ptr<net::Worker>> workers;
   std::vector<net::Worker*> worker_ptrs;
   for (int i = 0; i < nworkers; ++i) {

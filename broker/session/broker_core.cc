@@ -175,7 +175,9 @@ void WorkerCore::Dispatch(std::vector<Delivery>& deliveries, const std::vector<i
 }
 
 void WorkerCore::DeliverLocal(Delivery&& d) {
-  if (auto f = forwarding_.find(d.client_id); f != forwarding_.end()) {
+  // (Checked for emptiness first: a look-up hashes the client id even in an empty table.)
+  if (auto f = forwarding_.empty() ? forwarding_.end() : forwarding_.find(d.client_id);
+      f != forwarding_.end()) {
     d.forwarded = true;
     outbox_[f->second.to].push_back(std::move(d));
     ScheduleFlush();

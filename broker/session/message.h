@@ -10,6 +10,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "broker/codec/packets.h"
+#include "common/shared_string.h"
 #include "proto/records.pb.h"
 
 namespace shardmq::broker::session {
@@ -43,7 +44,7 @@ using MessagePtr = std::shared_ptr<const Message>;
 
 // One message for one session, as decided by routing.
 struct Delivery {
-  std::string client_id;
+  SharedString client_id;
   uint64_t session_gen = 0;  // the session instance the route belonged to
   MessagePtr message;
   uint8_t qos = 0;           // after downgrade to the subscription's maximum

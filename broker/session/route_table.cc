@@ -53,24 +53,29 @@ void RouteTable::Match(const MessagePtr& message, std::vector<Delivery>* out) {
   absl::flat_hash_map<std::string, Group> groups;
   // Non-shared routes that match, and whether they come from more than one filter: only then
   // can a session have several matching subscriptions, which are merged into one delivery with
-  // the maximum QoS and every subscription identifier (MQTT 5 s3.3.4). One trie node holds one
-  // route per session, and its routes share their filter.
+  // the maximum QoS and every subscription identifier (MQTT 5 s3.3.4). One filter holds one
+  // route per session.
   matched_.clear();
-  bool several_filters = false;
-  routes_.Match(m.topic, [&](const std::string&, const RouteEntry& e) {
-    if (!e.group.empty()) {
-      std::string gkey = e.group;
-      gkey.push_back('\0');
-      gkey.append(e.filter);
-      groups[gkey].members.push_back(&e);
-      return;
+  int filters = 0;
+  routes_.MatchFilters(m.topic, [&](const auto& entries) {
+    bool counted = false;
+    for (const auto& [key, e] : entries) {
+      if (!e.group.empty()) {
+        std::string gkey = e.group;
+        gkey.push_back('\0');
+        gkey.append(e.filter);
+        groups[gkey].members.push_back(&e);
+        continue;
+      }
+      if (e.no_local && e.client_id == m.publisher) continue;
+      if (!counted) {
+        counted = true;
+        ++filters;
+      }
+      matched_.push_back(&e);
     }
-    if (e.no_local && e.client_id == m.publisher) return;
-    if (!several_filters && !matched_.empty() && e.filter != matched_.front()->filter) {
-      several_filters = true;
-    }
-    matched_.push_back(&e);
   });
+  const bool several_filters = filters > 1;
   out->reserve(out->size() + matched_.size() + groups.size());
   auto deliver = [&](const RouteEntry& e) {
     Delivery& d = out->emplace_back();

@@ -16,13 +16,14 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "broker/session/message.h"
+#include "common/shared_string.h"
 #include "common/string_map.h"
 #include "common/topic_tree.h"
 
 namespace shardmq::broker::session {
 
 struct RouteEntry {
-  std::string client_id;
+  SharedString client_id;  // shared by every replica and every delivery made from it
   uint64_t session_gen = 0;
   std::string group;  // shared subscription group, "" if not shared
   std::string filter; // topic filter without any $share prefix

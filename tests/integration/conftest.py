@@ -38,7 +38,11 @@ class BrokerProcess:
     def __init__(self, workdir, config=None, extra_args=None, name="broker"):
         self.workdir = str(workdir)
         self.name = name
-        self.config = config or {}
+        # Two network workers unless a test says otherwise: the broker's default (one per CPU
+        # but one) is a single worker on a 2-CPU machine, and the tests must exercise the
+        # paths between workers on any machine.
+        self.config = dict(config or {})
+        self.config.setdefault("workers", 2)
         self.extra_args = list(extra_args or [])
         self.proc = None
         self.ports = {}
