@@ -59,7 +59,7 @@ void WorkerCore::Publish(std::shared_ptr<Message> message) {
   int durable = 0;
   for (size_t i = 0; i < deliveries.size(); ++i) {
     Delivery& d = deliveries[i];
-    const SessionLocation* loc = routes_.Location(d.client_id);
+    const SessionLocation* loc = routes_.LocationOf(d.client_id);
     targets[i] = loc == nullptr ? -1 : loc->worker;
     if (d.qos != 0 && loc != nullptr && loc->persistent && loc->gen == d.session_gen) {
       d.durable = true;
@@ -183,7 +183,7 @@ void WorkerCore::DeliverLocal(Delivery&& d) {
     ScheduleFlush();
     return;
   }
-  Session* s = FindSession(d.client_id);
+  Session* s = FindSessionOf(d.client_id);
   if (s == nullptr) {
     auto p = pending_connects_.find(d.client_id);
     if (p != pending_connects_.end() && !d.forwarded) {

@@ -144,6 +144,11 @@ class WorkerCore {
   void AnnounceLocation(Session& session, absl::AnyInvocable<void()> done = nullptr);
 
   Session* FindSession(std::string_view client_id);
+  // The same, without hashing the id again (the per-delivery look-up).
+  Session* FindSessionOf(const SharedString& client_id) {
+    auto it = sessions_.find(client_id.view(), client_id.hash());
+    return it == sessions_.end() ? nullptr : it->second.get();
+  }
   size_t session_count() const { return sessions_.size(); }
   // Closes every connection on this worker (shutdown). v5 clients get DISCONNECT 0x8B.
   void CloseAll();

@@ -55,6 +55,11 @@ class RouteTable {
   // Forgets the location if it belongs to generation <= gen.
   void RemoveLocation(const std::string& client_id, uint64_t gen);
   const SessionLocation* Location(std::string_view client_id) const;
+  // The same, without hashing the id again (the per-delivery look-up).
+  const SessionLocation* LocationOf(const SharedString& client_id) const {
+    auto it = locations_.find(client_id.view(), client_id.hash());
+    return it == locations_.end() ? nullptr : &it->second;
+  }
 
   // Computes the deliveries of `message`: one per subscribed session (max QoS and all
   // subscription identifiers of its matching subscriptions), plus one per matching shared
