@@ -518,6 +518,7 @@ void BenchClient::OnPubResponse(const codec::PubResponse& response) {
     ++acked_;
     stats.acked.Add();
     const int64_t now = last_read_ns_;
+    stats.last_ack_ns.store(now, std::memory_order_relaxed);
     if (now >= it->second.sent_ns) {
       stats.ack_latency_ns.Record(static_cast<uint64_t>(now - it->second.sent_ns));
     }
@@ -594,6 +595,9 @@ void BenchClient::Pump() {
     codec::EncodePublish(publish_header_, payload_, version_, &wpending_);
     ++seq_;
     env_.stats.sent.Add();
+    if (env_.stats.first_send_ns.load(std::memory_order_relaxed) == 0) {
+      env_.stats.first_send_ns.store(now, std::memory_order_relaxed);
+    }
   }
   Flush();
   if ((options_.count > 0 && seq_ >= options_.count) || seq_ == UINT32_MAX) {

@@ -535,6 +535,7 @@ absl::StatusOr<Summary> LoadGenerator::Run(std::FILE* progress, const std::atomi
 
   LatencyHistogram latency, ack_latency, connect_time;
   int64_t first_receive = 0, last_receive = 0, first_connect = 0, last_connected = 0;
+  int64_t first_send = 0, last_ack = 0;
   auto earliest = [](int64_t a, int64_t b) { return a == 0 ? b : (b == 0 ? a : std::min(a, b)); };
   for (auto& w : workers) {
     WorkerStats& ws = w->stats();
@@ -543,6 +544,8 @@ absl::StatusOr<Summary> LoadGenerator::Run(std::FILE* progress, const std::atomi
     connect_time.Merge(ws.connect_ns);
     first_receive = earliest(first_receive, ws.first_receive_ns.load());
     last_receive = std::max(last_receive, ws.last_receive_ns.load());
+    first_send = earliest(first_send, ws.first_send_ns.load());
+    last_ack = std::max(last_ack, ws.last_ack_ns.load());
     first_connect = earliest(first_connect, ws.first_connect_ns);
     last_connected = std::max(last_connected, ws.last_connected_ns);
   }
@@ -555,6 +558,9 @@ absl::StatusOr<Summary> LoadGenerator::Run(std::FILE* progress, const std::atomi
   if (s.received > 0 && last_receive > recv_from) {
     s.recv_rate =
         static_cast<double>(s.received) / (static_cast<double>(last_receive - recv_from) / 1e9);
+  }
+  if (s.acked > 0 && last_ack > first_send && first_send != 0) {
+    s.ack_span_s = static_cast<double>(last_ack - first_send) / 1e9;
   }
   if (s.connected > 0 && last_connected > first_connect) {
     s.connect_rate = static_cast<double>(s.connected) /

@@ -133,6 +133,7 @@ std::string FormatJson(const Summary& s) {
   field("rate", Num(s.rate));
   field("run_s", Num(s.run_s));
   field("drain_s", Num(s.drain_s));
+  field("ack_span_s", Fmt("%.6f", s.ack_span_s));
   field("interrupted", s.interrupted ? "true" : "false");
   field("drain_timed_out", s.drain_timed_out ? "true" : "false");
   field("sent", std::to_string(s.sent));

@@ -39,6 +39,9 @@ struct Summary {
   // Phases, seconds: publishing (subscribing, holding), then waiting for acks/messages.
   double run_s = 0;
   double drain_s = 0;
+  // QoS 1/2 publishers: first PUBLISH sent -> last acknowledgement read, timestamped when they
+  // happen (run_s and drain_s end at the 10 ms checks of the main thread). 0 = no ack.
+  double ack_span_s = 0;
   bool interrupted = false;  // stopped early by SIGINT/SIGTERM
   // The drain ended at --drain with acknowledgements or (pubsub) messages still missing: those
   // messages count as unacked / lost.

@@ -52,6 +52,9 @@ struct alignas(64) WorkerStats {
   // Steady-clock ns of the first / last PUBLISH received (0 = none). Written by the worker.
   std::atomic<int64_t> first_receive_ns{0};
   std::atomic<int64_t> last_receive_ns{0};
+  // Steady-clock ns of the first PUBLISH sent / the last successful acknowledgement read.
+  std::atomic<int64_t> first_send_ns{0};
+  std::atomic<int64_t> last_ack_ns{0};
   // First connect attempt started, last connect finished (steady ns, 0 = none).
   int64_t first_connect_ns = 0;
   int64_t last_connected_ns = 0;

@@ -17,6 +17,7 @@ TEST(SummaryTest, JsonHasTheFieldsScriptsRead) {
   s.acked = 10;
   s.received = 10;
   s.send_rate = 2.5;
+  s.ack_span_s = 0.000125;  // microseconds must survive
   LatencyHistogram h;
   h.Record(1500);
   s.latency_us = Distribution::From(h, 1e3);
@@ -24,7 +25,8 @@ TEST(SummaryTest, JsonHasTheFieldsScriptsRead) {
   EXPECT_EQ(json.back(), '\n');
   for (const char* key : {"\"mode\":\"pubsub\"", "\"topology\":\"pairs\"", "\"sent\":10",
                           "\"acked\":10", "\"received\":10", "\"lost\":0", "\"duplicates\":0",
-                          "\"send_rate\":2.500", "\"p99\":1.500", "\"ok\":true"}) {
+                          "\"send_rate\":2.500", "\"p99\":1.500", "\"ok\":true",
+                          "\"ack_span_s\":0.000125"}) {
     EXPECT_NE(json.find(key), std::string::npos) << key << " in " << json;
   }
   s.errors = 1;
