@@ -311,6 +311,15 @@ def test_unacked_qos1_resent_with_dup_after_reconnect(broker, version):
     first = sub.expect(R.PUBLISH)
     assert first.payload == b"d1" and not first.dup and first.qos == 1
     sub.shutdown()   # no PUBACK
+    # Until the broker has seen the close, d2 may still go out on the dead connection (then it
+    # is in flight and correctly resent with DUP=1 too): wait until only the publisher is left.
+    def connected():   # per-worker gauge, summed
+        return sum(v for (name, _), v in broker.metrics().items()
+                   if name == "shardmq_broker_clients_connected")
+    deadline = time.time() + TIMEOUT
+    while connected() != 1 and time.time() < deadline:
+        time.sleep(0.02)
+    assert connected() == 1
     pub.publish_qos("dup/t", b"d2", qos=1)   # queued while away
     sub, ack = raw_session(broker, version, "dup1")
     assert ack.session_present is True
