@@ -326,8 +326,12 @@ TEST_F(RocksStorageTest, GroupCommitWritesConcurrentCommittersTogetherInCommitOr
     });
   }
   for (std::thread& th : threads) th.join();
+  // The final (empty) batch is queued before the writer is released, so all 801 are waiting
+  // when it looks: a CommitSync after Release could come after the writer took the 800.
+  std::promise<absl::Status> last;
+  s->Commit(Batch{}, [&last](absl::Status st) { last.set_value(std::move(st)); });
   gate.Release();
-  ASSERT_OK(s->CommitSync(Batch{}));
+  ASSERT_OK(last.get_future().get());
 
   const rocks::WriteStats after = rocks::GetWriteStatsForTesting(*s);
   // 800 queued batches plus the final (empty) CommitSync's: one WAL write and one fsync.
