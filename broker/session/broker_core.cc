@@ -175,9 +175,10 @@ void WorkerCore::Dispatch(std::vector<Delivery>& deliveries, const std::vector<i
 }
 
 void WorkerCore::DeliverLocal(Delivery&& d) {
-  // (Checked for emptiness first: a look-up hashes the client id even in an empty table.)
-  if (auto f = forwarding_.empty() ? forwarding_.end() : forwarding_.find(d.client_id);
-      f != forwarding_.end()) {
+  // Look-ups by the hash the client id carries (SharedString::hash): nothing is hashed here.
+  const std::string_view cid = d.client_id.view();
+  const size_t hash = d.client_id.hash();
+  if (auto f = forwarding_.find(cid, hash); f != forwarding_.end()) {
     d.forwarded = true;
     outbox_[f->second.to].push_back(std::move(d));
     ScheduleFlush();
@@ -185,7 +186,7 @@ void WorkerCore::DeliverLocal(Delivery&& d) {
   }
   Session* s = FindSessionOf(d.client_id);
   if (s == nullptr) {
-    auto p = pending_connects_.find(d.client_id);
+    auto p = pending_connects_.find(cid, hash);
     if (p != pending_connects_.end() && !d.forwarded) {
       p->second.held.push_back(std::move(d));
     } else if (d.durable) {

@@ -125,14 +125,7 @@ void RouteTable::Match(const MessagePtr& message, std::vector<Delivery>* out) {
       chosen = members[counter % members.size()];
       ++counter;
     }
-    Delivery d;
-    d.client_id = chosen->client_id;
-    d.session_gen = chosen->session_gen;
-    d.message = message;
-    d.qos = std::min(m.qos, chosen->qos);
-    d.retain = chosen->retain_as_published && m.retain;
-    if (chosen->subscription_id != 0) d.subscription_ids.push_back(chosen->subscription_id);
-    out->push_back(std::move(d));
+    deliver(*chosen);
   }
 }
 

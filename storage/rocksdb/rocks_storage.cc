@@ -711,6 +711,15 @@ absl::StatusOr<Snapshot> RocksStorage::Load() {
   // Done marks, as be64(id) cid (the key without its partition).
   absl::flat_hash_set<std::string> done;
   uint64_t dangling = 0;  // records about a message whose body is gone
+  // A done mark or recipient list keyed (partition, id) whose body is missing: deleted.
+  auto drop_if_bodiless = [&](Family family, std::string_view key, uint32_t partition,
+                              uint64_t id) {
+    auto body = body_partition.find(id);
+    if (body != body_partition.end() && body->second == partition) return false;
+    gc.Delete(Cf(family), ToSlice(key)).PermitUncheckedError();
+    ++dangling;
+    return true;
+  };
   SHARDMQ_RETURN_IF_ERROR(scan(Family::kDone, [&](std::string_view key, std::string_view) {
     uint32_t partition = 0;
     uint64_t id = 0;
@@ -719,12 +728,7 @@ absl::StatusOr<Snapshot> RocksStorage::Load() {
       return malformed(Family::kDone, key, "bad key");
     }
     max_id = std::max(max_id, id);
-    auto body = body_partition.find(id);
-    if (body == body_partition.end() || body->second != partition) {
-      gc.Delete(Cf(Family::kDone), ToSlice(key)).PermitUncheckedError();
-      ++dangling;
-      return absl::OkStatus();
-    }
+    if (drop_if_bodiless(Family::kDone, key, partition, id)) return absl::OkStatus();
     done.emplace(key.substr(keys::kPartitionBytes));
     return absl::OkStatus();
   }));
@@ -743,12 +747,7 @@ absl::StatusOr<Snapshot> RocksStorage::Load() {
       return malformed(Family::kRecipients, key, "bad key");
     }
     max_id = std::max(max_id, id);
-    auto body = body_partition.find(id);
-    if (body == body_partition.end() || body->second != partition) {
-      gc.Delete(Cf(Family::kRecipients), ToSlice(key)).PermitUncheckedError();
-      ++dangling;
-      return absl::OkStatus();
-    }
+    if (drop_if_bodiless(Family::kRecipients, key, partition, id)) return absl::OkStatus();
     records::Recipients recipients;
     if (!recipients.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
       return malformed(Family::kRecipients, key, "bad Recipients record");
