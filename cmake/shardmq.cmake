@@ -12,6 +12,16 @@ elseif(SHARDMQ_SANITIZE STREQUAL "thread")
   add_compile_options(-fsanitize=thread -Wno-tsan)
   add_link_options(-fsanitize=thread)
 endif()
+# The broker links jemalloc (Debian libjemalloc-dev) unless a sanitizer is on. glibc's malloc
+# grows a worker thread's heap a page at a time, one mprotect call each: with many offline
+# sessions queueing messages that was 12% of a worker's time (docs/benchmarks.md). RocksDB also
+# recommends jemalloc for its block cache and memtables.
+if(SHARDMQ_SANITIZE STREQUAL "")
+  set(SHARDMQ_JEMALLOC_DEFAULT ON)
+else()
+  set(SHARDMQ_JEMALLOC_DEFAULT OFF)
+endif()
+option(SHARDMQ_JEMALLOC "Link the broker with jemalloc" ${SHARDMQ_JEMALLOC_DEFAULT})
 if(SHARDMQ_WERROR)
   list(APPEND SHARDMQ_WARNINGS -Werror)
 endif()

@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libssl-dev openssl prometheus-cpp-dev libgtest-dev libgmock-dev
-  libboost-dev libboost-system-dev libxxhash-dev libabsl-dev
+  libboost-dev libboost-system-dev libxxhash-dev libabsl-dev libjemalloc-dev
   mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest
   etcd-server etcd-client prometheus curl
 )

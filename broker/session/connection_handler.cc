@@ -400,7 +400,7 @@ void ConnectionHandler::OnWritten(size_t pending_bytes) {
 
 bool ConnectionHandler::SendPublish(const Message& m, uint8_t qos, bool retain, bool dup,
                                     uint16_t packet_id,
-                                    const absl::InlinedVector<uint32_t, 1>& subscription_ids) {
+                                    const SubscriptionIds& subscription_ids) {
   if (transport_ == nullptr) return true;  // closing: stays in flight for the next connection
   codec::Publish h;
   h.dup = dup;

@@ -58,7 +58,7 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   // Sends a PUBLISH for the session. Returns false (and sends nothing) when the packet would
   // exceed the client's Maximum Packet Size.
   bool SendPublish(const Message& message, uint8_t qos, bool retain, bool dup, uint16_t packet_id,
-                   const absl::InlinedVector<uint32_t, 1>& subscription_ids);
+                   const SubscriptionIds& subscription_ids);
   void SendPubrel(uint16_t packet_id);
   // Outgoing in-flight window (client's Receive Maximum, or the configured default).
   uint16_t send_window() const { return send_window_; }

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/inlined_vector.h"
 #include "broker/codec/packets.h"
+#include "broker/session/subscription_ids.h"
 #include "common/shared_string.h"
 #include "proto/records.pb.h"
 
@@ -52,7 +52,7 @@ struct Delivery {
   bool forwarded = false;    // re-sent by the session's previous worker during a move
   bool retain_on_subscribe = false;  // a retained message sent because of a SUBSCRIBE
   bool durable = false;      // stored: message->id lists this client id as a recipient
-  absl::InlinedVector<uint32_t, 1> subscription_ids;
+  SubscriptionIds subscription_ids;
 };
 
 // Conversions to and from the stored form (storage/ records).

@@ -130,17 +130,20 @@ class Session {
   bool RemoveIncomingQos2(uint16_t packet_id);
 
  private:
+  // One per queued or in-flight message of every session: kept to 40 bytes (the small fields
+  // sit in the tail padding of subscription_ids).
   struct Outgoing {
     uint64_t seq = 0;
-    bool durable = false;     // backed by a stored entry (client id, message->id)
-    bool superseded = false;  // telemetry policy: replaced by a newer message on its topic
     MessagePtr message;
-    uint8_t qos = 0;
-    bool retain = false;
-    absl::InlinedVector<uint32_t, 1> subscription_ids;
+    [[no_unique_address]] SubscriptionIds subscription_ids;
     uint16_t packet_id = 0;
-    bool released = false;  // QoS 2: PUBREC received, PUBREL sent
+    uint8_t qos : 2 = 0;
+    bool durable : 1 = false;     // backed by a stored entry (client id, message->id)
+    bool superseded : 1 = false;  // telemetry policy: replaced by a newer message on its topic
+    bool retain : 1 = false;
+    bool released : 1 = false;    // QoS 2: PUBREC received, PUBREL sent
   };
+  static_assert(sizeof(Outgoing) <= 40, "Outgoing grew: it is the memory of every queued message");
   uint16_t NextPacketId();
   void SendDeferred(uint64_t seq, std::weak_ptr<ConnectionHandler> connection);
   void CancelTimers();
