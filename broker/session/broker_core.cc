@@ -44,22 +44,27 @@ Session& WorkerCore::CreateSession(const std::string& client_id) {
   auto session = std::make_unique<Session>(*this, client_id, broker_.NextSessionGen());
   Session& ref = *session;
   sessions_[client_id] = std::move(session);
+  routes_.AttachSession(client_id, &ref);
   stats_.sessions.fetch_add(1, std::memory_order_relaxed);
   return ref;
 }
 
 void WorkerCore::Publish(std::shared_ptr<Message> message) {
   if (message->retain) UpdateRetained(*message);
+  // Publishes nest (a delivery can end a session, which publishes its will): slots from Match
+  // are freed only once the outermost publish is done.
+  ++publish_depth_;
   std::vector<Delivery> deliveries;
-  routes_.Match(message, &deliveries);
-  // Where each session is (one look-up per delivery, used again by Dispatch). QoS 1/2
+  std::vector<LocationSlot*> slots;
+  routes_.Match(message, &deliveries, &slots);
+  // Where each session is (from its route's slot, no look-up by client id). QoS 1/2
   // deliveries to persistent sessions are stored (the body once, with the list of those
   // sessions) in this worker's batch, so the publisher's acknowledgement can wait for them.
   std::vector<int> targets(deliveries.size());
   int durable = 0;
   for (size_t i = 0; i < deliveries.size(); ++i) {
     Delivery& d = deliveries[i];
-    const SessionLocation* loc = routes_.LocationOf(d.client_id);
+    const SessionLocation* loc = RouteTable::LocationIn(slots[i]);
     targets[i] = loc == nullptr ? -1 : loc->worker;
     if (d.qos != 0 && loc != nullptr && loc->persistent && loc->gen == d.session_gen) {
       d.durable = true;
@@ -78,7 +83,8 @@ void WorkerCore::Publish(std::shared_ptr<Message> message) {
     }
     batch().PutMessage(message->id, ToRecord(*message), std::move(recipients));
   }
-  Dispatch(deliveries, targets);
+  Dispatch(deliveries, targets, slots);
+  if (--publish_depth_ == 0) routes_.CollectGarbage();
 }
 
 void LocalTopicOwner::Publish(std::shared_ptr<Message> message, Done done) {
@@ -153,7 +159,8 @@ void WorkerCore::CommitPending() {
       });
 }
 
-void WorkerCore::Dispatch(std::vector<Delivery>& deliveries, const std::vector<int>& targets) {
+void WorkerCore::Dispatch(std::vector<Delivery>& deliveries, const std::vector<int>& targets,
+                          const std::vector<LocationSlot*>& slots) {
   for (size_t i = 0; i < deliveries.size(); ++i) {
     Delivery& d = deliveries[i];
     const int target = targets[i];
@@ -162,7 +169,13 @@ void WorkerCore::Dispatch(std::vector<Delivery>& deliveries, const std::vector<i
       continue;
     }
     if (target == index()) {
-      DeliverLocal(std::move(d));
+      // The slot says whether the session is here; read now, not before the loop: an earlier
+      // delivery of this loop may have ended or moved it.
+      if (Session* s = slots[i]->local; s != nullptr) {
+        DeliverTo(*s, std::move(d));
+      } else {
+        DeliverLocal(std::move(d));
+      }
     } else if (d.qos == 0 && !d.retain_on_subscribe && PeerCongested(target, d.client_id)) {
       stats_.Add(stats_.dropped_qos0_backpressure);
     } else {
@@ -194,11 +207,15 @@ void WorkerCore::DeliverLocal(Delivery&& d) {
     }
     return;
   }
-  if (s->moving_in && !d.forwarded) {
-    s->held.push_back(std::move(d));
+  DeliverTo(*s, std::move(d));
+}
+
+void WorkerCore::DeliverTo(Session& s, Delivery&& d) {
+  if (s.moving_in && !d.forwarded) {
+    s.held.push_back(std::move(d));
     return;
   }
-  s->Enqueue(std::move(d));
+  s.Enqueue(std::move(d));
 }
 
 void WorkerCore::SetCongested(const std::string& client_id, bool congested) {
@@ -391,6 +408,7 @@ void WorkerCore::DetachForMove(const std::string& client_id, int to, bool clean_
   auto it = sessions_.find(client_id);
   std::unique_ptr<Session> owned = std::move(it->second);
   sessions_.erase(it);
+  routes_.DetachSession(client_id);
   stats_.sessions.fetch_sub(1, std::memory_order_relaxed);
   stats_.subscriptions.fetch_sub(static_cast<int64_t>(owned->subscriptions.size()),
                                  std::memory_order_relaxed);
@@ -412,6 +430,7 @@ void WorkerCore::SessionArrived(const std::string& client_id, int from,
   }
   Session& ref = *session;
   sessions_[client_id] = std::move(session);
+  routes_.AttachSession(client_id, &ref);
   stats_.sessions.fetch_add(1, std::memory_order_relaxed);
   stats_.subscriptions.fetch_add(static_cast<int64_t>(ref.subscriptions.size()),
                                  std::memory_order_relaxed);
@@ -479,6 +498,7 @@ void WorkerCore::EndSession(Session& session) {
   });
   session.DropStored();  // deletes its records and releases stored message bodies
   bool moving = session.moving_in;
+  routes_.DetachSession(cid);
   sessions_.erase(cid);
   stats_.sessions.fetch_sub(1, std::memory_order_relaxed);
   if (!moving) broker_.Release(cid, index());

@@ -172,7 +172,11 @@ class WorkerCore {
   friend class BrokerCore;
   // Hands each delivery to the worker of its session: targets[i] is the worker index of
   // deliveries[i]'s session, -1 if it has ended.
-  void Dispatch(std::vector<Delivery>& deliveries, const std::vector<int>& targets);
+  // slots[i] is the route slot of deliveries[i] (from RouteTable::Match).
+  void Dispatch(std::vector<Delivery>& deliveries, const std::vector<int>& targets,
+                const std::vector<LocationSlot*>& slots);
+  // Enqueues on a session of this worker (or holds the delivery while the session moves in).
+  void DeliverTo(Session& session, Delivery&& delivery);
   void UpdateRetained(const Message& message);
   void ScheduleFlush();
   void FlushOutboxes();
@@ -199,6 +203,7 @@ class WorkerCore {
   std::vector<absl::AnyInvocable<void(const absl::Status&)>> after_commit_;
   int inflight_commits_ = 0;
   size_t uncommitted_deliveries_ = 0;  // stored deliveries in batch_
+  int publish_depth_ = 0;              // nested Publish calls in progress
   // Sessions that moved away, still forwarding until every worker knows the new location.
   struct Forward {
     int to = 0;

@@ -13,11 +13,41 @@ std::string RouteTable::Key(std::string_view client_id, std::string_view group) 
   return key;
 }
 
+LocationSlot* RouteTable::Acquire(std::string_view client_id) {
+  auto it = locations_.find(client_id);
+  if (it == locations_.end()) {
+    it = locations_.try_emplace(client_id, std::make_unique<LocationSlot>()).first;
+  }
+  ++it->second->refs;
+  return it->second.get();
+}
+
+void RouteTable::Unref(std::string_view client_id, LocationSlot* slot) {
+  if (slot->refs > 0) --slot->refs;
+  EndIfUnused(client_id, slot);
+}
+
+void RouteTable::EndIfUnused(std::string_view client_id, LocationSlot* slot) {
+  if (slot->present || slot->refs > 0 || slot->local != nullptr) return;
+  auto it = locations_.find(client_id);
+  if (it == locations_.end() || it->second.get() != slot) return;
+  ended_.push_back(std::move(it->second));  // freed by CollectGarbage
+  locations_.erase(it);
+}
+
+LocationSlot* RouteTable::Slot(std::string_view client_id) const {
+  auto it = locations_.find(client_id);
+  return it == locations_.end() ? nullptr : it->second.get();
+}
+
 void RouteTable::Add(const RouteEntry& entry) {
   std::string key = Key(entry.client_id, entry.group);
   const RouteEntry* existing = routes_.Find(entry.filter, key);
   if (existing != nullptr && existing->session_gen > entry.session_gen) return;
-  routes_.Insert(entry.filter, key, entry);
+  RouteEntry e = entry;
+  // A replaced route (same client id and group) keeps its slot and its reference.
+  e.slot = existing != nullptr ? existing->slot : Acquire(entry.client_id.view());
+  routes_.Insert(entry.filter, key, std::move(e));
 }
 
 void RouteTable::Remove(std::string_view client_id, std::string_view group,
@@ -25,27 +55,56 @@ void RouteTable::Remove(std::string_view client_id, std::string_view group,
   std::string key = Key(client_id, group);
   const RouteEntry* existing = routes_.Find(filter, key);
   if (existing == nullptr || existing->session_gen > gen) return;
+  LocationSlot* slot = existing->slot;
   routes_.Erase(filter, key);
+  Unref(client_id, slot);
 }
 
 void RouteTable::SetLocation(const std::string& client_id, const SessionLocation& loc) {
-  auto [it, inserted] = locations_.try_emplace(client_id, loc);
-  if (inserted) return;
-  SessionLocation& cur = it->second;
+  auto it = locations_.find(client_id);
+  if (it == locations_.end()) {
+    it = locations_.try_emplace(client_id, std::make_unique<LocationSlot>()).first;
+  }
+  LocationSlot& slot = *it->second;
+  if (!slot.present) {
+    slot.present = true;
+    slot.loc = loc;
+    ++present_;
+    return;
+  }
+  SessionLocation& cur = slot.loc;
   if (loc.gen > cur.gen || (loc.gen == cur.gen && loc.version > cur.version)) cur = loc;
 }
 
 void RouteTable::RemoveLocation(const std::string& client_id, uint64_t gen) {
-  auto it = locations_.find(client_id);
-  if (it != locations_.end() && it->second.gen <= gen) locations_.erase(it);
+  LocationSlot* slot = Slot(client_id);
+  if (slot == nullptr || !slot->present || slot->loc.gen > gen) return;
+  slot->present = false;
+  --present_;
+  EndIfUnused(client_id, slot);
 }
 
 const SessionLocation* RouteTable::Location(std::string_view client_id) const {
-  auto it = locations_.find(client_id);
-  return it == locations_.end() ? nullptr : &it->second;
+  return LocationIn(Slot(client_id));
 }
 
-void RouteTable::Match(const MessagePtr& message, std::vector<Delivery>* out) {
+void RouteTable::AttachSession(const std::string& client_id, Session* session) {
+  LocationSlot* slot = Slot(client_id);
+  if (slot == nullptr) {
+    slot = locations_.try_emplace(client_id, std::make_unique<LocationSlot>()).first->second.get();
+  }
+  slot->local = session;
+}
+
+void RouteTable::DetachSession(std::string_view client_id) {
+  LocationSlot* slot = Slot(client_id);
+  if (slot == nullptr) return;
+  slot->local = nullptr;
+  EndIfUnused(client_id, slot);
+}
+
+void RouteTable::Match(const MessagePtr& message, std::vector<Delivery>* out,
+                       std::vector<LocationSlot*>* slots) {
   const Message& m = *message;
   struct Group {
     std::vector<const RouteEntry*> members;
@@ -77,6 +136,7 @@ void RouteTable::Match(const MessagePtr& message, std::vector<Delivery>* out) {
   });
   const bool several_filters = filters > 1;
   out->reserve(out->size() + matched_.size() + groups.size());
+  if (slots != nullptr) slots->reserve(out->capacity());
   auto deliver = [&](const RouteEntry& e) {
     Delivery& d = out->emplace_back();
     d.client_id = e.client_id;
@@ -85,6 +145,7 @@ void RouteTable::Match(const MessagePtr& message, std::vector<Delivery>* out) {
     d.qos = std::min(m.qos, e.qos);
     d.retain = e.retain_as_published && m.retain;
     if (e.subscription_id != 0) d.subscription_ids.push_back(e.subscription_id);
+    if (slots != nullptr) slots->push_back(e.slot);
   };
   if (!several_filters) {
     for (const RouteEntry* e : matched_) deliver(*e);
@@ -113,7 +174,7 @@ void RouteTable::Match(const MessagePtr& message, std::vector<Delivery>* out) {
     const RouteEntry* chosen = nullptr;
     for (size_t i = 0; i < members.size(); ++i) {
       const RouteEntry* candidate = members[(counter + i) % members.size()];
-      const SessionLocation* loc = Location(candidate->client_id);
+      const SessionLocation* loc = LocationIn(candidate->slot);
       if (loc != nullptr && loc->online) {
         chosen = candidate;
         counter += i + 1;

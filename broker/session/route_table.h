@@ -7,9 +7,17 @@
 // Ordering across replicas is made safe by versions: each session instance has a generation
 // (unique per instance), and each change of its location carries an increasing version; an
 // older change that arrives late is ignored.
+//
+// Each client id the replica knows has one LocationSlot, at a fixed address: its location (when
+// one is set), and the worker's own Session for it when the session lives on this worker. Every
+// route holds a pointer to its client's slot, so routing a publish reaches the location and the
+// session without a look-up by client id. A slot lives while a location is set, a route names
+// it or a session of this worker is attached; a slot that ends is kept until CollectGarbage, so
+// slot pointers taken during a Match stay valid until the caller's publish is done.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +30,9 @@
 
 namespace shardmq::broker::session {
 
+struct LocationSlot;
+class Session;
+
 struct RouteEntry {
   SharedString client_id;  // shared by every replica and every delivery made from it
   uint64_t session_gen = 0;
@@ -31,6 +42,7 @@ struct RouteEntry {
   bool no_local = false;
   bool retain_as_published = false;
   uint32_t subscription_id = 0;
+  LocationSlot* slot = nullptr;  // set by RouteTable::Add
 };
 
 struct SessionLocation {
@@ -41,8 +53,20 @@ struct SessionLocation {
   uint64_t version = 0;
 };
 
+// What one replica knows of one client id (see the top of this file).
+struct LocationSlot {
+  SessionLocation loc;       // valid when `present`
+  bool present = false;      // a location is set
+  uint32_t refs = 0;         // routes naming the client id
+  Session* local = nullptr;  // the session, while it is resident on this replica's worker
+};
+
 class RouteTable {
  public:
+  RouteTable() = default;
+  RouteTable(const RouteTable&) = delete;
+  RouteTable& operator=(const RouteTable&) = delete;
+
   // Adds or replaces the route of (entry.client_id, entry.group) under entry.filter, unless a
   // newer session generation already holds it.
   void Add(const RouteEntry& entry);
@@ -56,24 +80,47 @@ class RouteTable {
   void RemoveLocation(const std::string& client_id, uint64_t gen);
   const SessionLocation* Location(std::string_view client_id) const;
   // The same, without hashing the id again (the per-delivery look-up).
-  const SessionLocation* LocationOf(const SharedString& client_id) const {
-    auto it = locations_.find(client_id.view(), client_id.hash());
-    return it == locations_.end() ? nullptr : &it->second;
+  // The location in a slot, or nullptr if none is set.
+  static const SessionLocation* LocationIn(const LocationSlot* slot) {
+    return slot != nullptr && slot->present ? &slot->loc : nullptr;
   }
+
+  // Records that `session` (of this replica's worker) is resident here, until DetachSession.
+  void AttachSession(const std::string& client_id, Session* session);
+  void DetachSession(std::string_view client_id);
+  // The slot of `client_id`, or nullptr.
+  LocationSlot* Slot(std::string_view client_id) const;
 
   // Computes the deliveries of `message`: one per subscribed session (max QoS and all
   // subscription identifiers of its matching subscriptions), plus one per matching shared
-  // group (round-robin among online members). Appends to `out`.
-  void Match(const MessagePtr& message, std::vector<Delivery>* out);
+  // group (round-robin among online members). Appends to `out`, and each delivery's slot to
+  // `slots` if given (valid until CollectGarbage).
+  void Match(const MessagePtr& message, std::vector<Delivery>* out,
+             std::vector<LocationSlot*>* slots = nullptr);
+  // Frees the slots that ended since the last call. Call when no slot pointer from Match is
+  // held any more.
+  void CollectGarbage() {
+    if (!ended_.empty()) ended_.clear();
+  }
 
   size_t route_count() const { return routes_.size(); }
-  size_t session_count() const { return locations_.size(); }
+  // Client ids with a location set.
+  size_t session_count() const { return present_; }
+  // Slots held (for tests): client ids with a location, a route or an attached session.
+  size_t slot_count() const { return locations_.size(); }
 
  private:
   static std::string Key(std::string_view client_id, std::string_view group);
+  // Finds or creates the slot of `client_id` and takes a reference on it.
+  LocationSlot* Acquire(std::string_view client_id);
+  // Drops a reference (or, with refs == 0, just re-checks) and ends the slot if nothing holds it.
+  void Unref(std::string_view client_id, LocationSlot* slot);
+  void EndIfUnused(std::string_view client_id, LocationSlot* slot);
 
   topic::FilterTrie<std::string, RouteEntry> routes_;
-  StringMap<SessionLocation> locations_;
+  StringMap<std::unique_ptr<LocationSlot>> locations_;
+  size_t present_ = 0;
+  std::vector<std::unique_ptr<LocationSlot>> ended_;
   absl::flat_hash_map<std::string, uint64_t> round_robin_;  // group + '\0' + filter -> counter
   std::vector<const RouteEntry*> matched_;                  // Match's scratch
 };

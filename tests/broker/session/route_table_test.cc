@@ -274,6 +274,108 @@ TEST_F(RouteTableTest, RemoveLocationByGeneration) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Location slots: what Match hands the publisher's worker instead of a look-up by client id
+
+TEST_F(RouteTableTest, MatchGivesEachDeliveryTheSlotOfItsClient) {
+  table_.Add(Route("c1", "a/+", 1));
+  table_.Add(Route("c1", "a/b", 1));  // merged with the one above: one delivery, one slot
+  table_.Add(Route("c2", "a/b", 1));
+  table_.Add(SharedRoute("c3", "g", "a/b", 1));
+  Online("c1");
+  Online("c3");
+  std::vector<Delivery> out;
+  std::vector<LocationSlot*> slots;
+  table_.Match(Msg("a/b", 1), &out, &slots);
+  ASSERT_EQ(out.size(), 3u);
+  ASSERT_EQ(slots.size(), 3u);
+  for (size_t i = 0; i < out.size(); ++i) {
+    EXPECT_EQ(slots[i], table_.Slot(out[i].client_id.view())) << out[i].client_id;
+  }
+  // A client with routes but no location yet: a slot, without a location in it.
+  const size_t c2 = Clients(out)[0] == "c2" ? 0 : Clients(out)[1] == "c2" ? 1 : 2;
+  EXPECT_EQ(RouteTable::LocationIn(slots[c2]), nullptr);
+  const size_t c1 = Clients(out)[0] == "c1" ? 0 : 1;
+  ASSERT_NE(RouteTable::LocationIn(slots[c1]), nullptr);
+  EXPECT_TRUE(RouteTable::LocationIn(slots[c1])->online);
+}
+
+TEST_F(RouteTableTest, SlotKeepsItsAddressWhileTheTableGrows) {
+  table_.Add(Route("c0", "t", 1));
+  Online("c0");
+  LocationSlot* first = table_.Slot("c0");
+  ASSERT_NE(first, nullptr);
+  // Enough other clients to make the slot map rehash several times.
+  for (int i = 1; i < 2000; ++i) {
+    table_.Add(Route("c" + std::to_string(i), "t", 1));
+    Online("c" + std::to_string(i));
+  }
+  EXPECT_EQ(table_.Slot("c0"), first);
+  EXPECT_EQ(RouteTable::LocationIn(first), table_.Location("c0"));
+  EXPECT_EQ(table_.session_count(), 2000u);
+}
+
+TEST_F(RouteTableTest, SlotLivesWhileARouteALocationOrASessionHoldsIt) {
+  table_.Add(Route("c1", "a", 1));
+  table_.Add(Route("c1", "b", 1));
+  EXPECT_EQ(table_.slot_count(), 1u);
+  EXPECT_EQ(table_.session_count(), 0u);  // routes alone are not a known location
+  table_.Remove("c1", "", "a", 1);
+  EXPECT_NE(table_.Slot("c1"), nullptr);  // the route under "b" still names it
+  table_.Remove("c1", "", "b", 1);
+  EXPECT_EQ(table_.Slot("c1"), nullptr);
+  EXPECT_EQ(table_.slot_count(), 0u);
+
+  // A location alone holds a slot, and so does an attached session.
+  table_.SetLocation("c2", Loc(1, 1, true));
+  auto* session = reinterpret_cast<Session*>(uintptr_t{0x1000});  // never dereferenced
+  table_.AttachSession("c2", session);
+  table_.RemoveLocation("c2", 1);
+  ASSERT_NE(table_.Slot("c2"), nullptr);
+  EXPECT_EQ(table_.Slot("c2")->local, session);
+  EXPECT_EQ(table_.Location("c2"), nullptr);
+  table_.DetachSession("c2");
+  EXPECT_EQ(table_.Slot("c2"), nullptr);
+  EXPECT_EQ(table_.slot_count(), 0u);
+}
+
+TEST_F(RouteTableTest, EndedSlotStaysReadableUntilCollectGarbage) {
+  // A publish holds slot pointers from Match while its deliveries run; a delivery can end a
+  // session (and so the slot). The ended slot must read as "no location, no session" until the
+  // publish is done, not be freed under it.
+  table_.Add(Route("c1", "a", 1, /*gen=*/3));
+  table_.SetLocation("c1", Loc(3, 1, true));
+  auto* session = reinterpret_cast<Session*>(uintptr_t{0x1000});  // never dereferenced
+  table_.AttachSession("c1", session);
+  std::vector<Delivery> out;
+  std::vector<LocationSlot*> slots;
+  table_.Match(Msg("a", 1), &out, &slots);
+  ASSERT_EQ(slots.size(), 1u);
+  EXPECT_EQ(slots[0]->local, session);
+
+  table_.Remove("c1", "", "a", 3);
+  table_.RemoveLocation("c1", 3);
+  table_.DetachSession("c1");
+  EXPECT_EQ(table_.Slot("c1"), nullptr);
+  // Still readable (AddressSanitizer builds would flag a freed slot here).
+  EXPECT_EQ(slots[0]->local, nullptr);
+  EXPECT_EQ(RouteTable::LocationIn(slots[0]), nullptr);
+  table_.CollectGarbage();
+
+  // A new slot for the same id is a different one; the old one is gone from the table.
+  table_.Add(Route("c1", "a", 1, /*gen=*/4));
+  EXPECT_NE(table_.Slot("c1"), nullptr);
+  EXPECT_EQ(table_.Slot("c1")->local, nullptr);
+}
+
+TEST_F(RouteTableTest, ReplacedRouteKeepsItsSlotReference) {
+  table_.Add(Route("c1", "a", 0, /*gen=*/1));
+  table_.Add(Route("c1", "a", 2, /*gen=*/2));  // replaces: still one reference
+  table_.Remove("c1", "", "a", 2);
+  EXPECT_EQ(table_.Slot("c1"), nullptr);
+  EXPECT_EQ(table_.route_count(), 0u);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Match: non-shared subscriptions
 
 TEST_F(RouteTableTest, OneDeliveryPerSessionWithMaxQosAndAllSubscriptionIds) {
