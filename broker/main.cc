@@ -7,11 +7,13 @@
 
 #include "bench/bench_main.h"
 #include "broker/app/app.h"
+#include "cluster/ctl.h"
 
 namespace {
 
 constexpr const char* kUsage = R"(Usage: shardmq [serve] [options]
        shardmq bench pub|sub|conn|pubsub [options]   (load generator; see shardmq bench --help)
+       shardmq ctl status --etcd ENDPOINTS [--json]  (cluster status; see shardmq ctl --help)
        shardmq --help | --version
 
 Runs a shardmq MQTT broker node (MQTT 3.1, 3.1.1 and 5.0). With no options: a single-node
@@ -25,6 +27,12 @@ Options:
   --ready-file FILE   once listening, write {"mqtt":PORT,"admin":PORT} to FILE (atomically)
   --workers N         network worker threads (0 = one per core); overrides workers
   --log-level LEVEL   debug, info, warning or error; overrides log_level
+  --node-id ID        this node's name in the cluster (default: the host name); overrides node_id
+  --role ROLE         all, frontend or store; overrides cluster.role
+  --cluster-addr H:P  gRPC listen and advertise address for other nodes; overrides
+                      cluster.cluster_addr
+  --etcd ENDPOINTS    comma-separated etcd HOST:PORT list (http:// accepted): join the cluster
+                      kept there; overrides cluster.etcd. Without it the node runs alone.
   --help              this text
   --version           the version
 
@@ -36,6 +44,9 @@ SIGTERM or SIGINT stops the broker cleanly.
 int main(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "bench") {
     return shardmq::bench::RunBench(argc - 1, argv + 1);
+  }
+  if (argc > 1 && std::string_view(argv[1]) == "ctl") {
+    return shardmq::cluster::RunCtl(argc - 1, argv + 1);
   }
   shardmq::broker::app::Flags flags;
   int i = 1;
@@ -63,6 +74,10 @@ int main(int argc, char** argv) {
     else if (arg == "--ready-file") target = &flags.ready_file;
     else if (arg == "--workers") target = &flags.workers;
     else if (arg == "--log-level") target = &flags.log_level;
+    else if (arg == "--node-id") target = &flags.node_id;
+    else if (arg == "--role") target = &flags.role;
+    else if (arg == "--cluster-addr") target = &flags.cluster_addr;
+    else if (arg == "--etcd") target = &flags.etcd;
     if (target == nullptr) {
       std::fprintf(stderr, "shardmq: unknown argument \"%s\"\n\n%s", argv[i], kUsage);
       return 2;

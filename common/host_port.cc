@@ -35,4 +35,10 @@ absl::StatusOr<HostPort> ParseHostPort(std::string_view text) {
   return out;
 }
 
+std::string FormatHostPort(std::string_view host, uint16_t port) {
+  const std::string p = std::to_string(port);
+  if (host.find(':') != std::string_view::npos) return "[" + std::string(host) + "]:" + p;
+  return std::string(host) + ":" + p;
+}
+
 }  // namespace shardmq

@@ -16,5 +16,7 @@ struct HostPort {
 
 // InvalidArgumentError naming the text when it is not HOST:PORT with a port 0..65535.
 absl::StatusOr<HostPort> ParseHostPort(std::string_view text);
+// "host:port", with [brackets] around an IPv6 host.
+std::string FormatHostPort(std::string_view host, uint16_t port);
 
 }  // namespace shardmq

@@ -23,6 +23,8 @@
 #include "broker/net/worker.h"
 #include "broker/session/broker_core.h"
 #include "broker/session/connection_handler.h"
+#include "cluster/cluster_node.h"
+#include "common/host_port.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "storage/retained_index.h"
@@ -36,6 +38,13 @@ absl::Status ApplyFlags(const Flags& flags, config::Config* cfg) {
   if (flags.admin) cfg->mutable_admin()->set_listen(*flags.admin);
   if (flags.data_dir) cfg->set_data_dir(*flags.data_dir);
   if (flags.log_level) cfg->set_log_level(*flags.log_level);
+  if (flags.node_id) cfg->set_node_id(*flags.node_id);
+  if (flags.role) cfg->mutable_cluster()->set_role(*flags.role);
+  if (flags.cluster_addr) cfg->mutable_cluster()->set_cluster_addr(*flags.cluster_addr);
+  if (flags.etcd) {
+    cfg->mutable_cluster()->clear_etcd();
+    cfg->mutable_cluster()->add_etcd(*flags.etcd);  // split on commas by ApplyDefaults
+  }
   if (flags.workers) {
     unsigned n = 0;
     const std::string& s = *flags.workers;
@@ -58,11 +67,14 @@ absl::Status PrepareDataDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
-absl::Status WriteReadyFile(const std::string& path, uint16_t mqtt, uint16_t admin) {
+absl::Status WriteReadyFile(const std::string& path, uint16_t mqtt, uint16_t admin,
+                            uint16_t cluster) {
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << "{\"mqtt\":" << mqtt << ",\"admin\":" << admin << "}\n";
+    out << "{\"mqtt\":" << mqtt << ",\"admin\":" << admin;
+    if (cluster != 0) out << ",\"cluster\":" << cluster;
+    out << "}\n";
     if (!out) return absl::InternalError("cannot write " + tmp);
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -173,6 +185,28 @@ int Run(const Flags& flags) {
     return 1;
   }
 
+  // The cluster layer, when cluster.etcd is set (otherwise the node runs alone).
+  std::unique_ptr<cluster::ClusterNode> cluster_node;
+  if (cfg.cluster().etcd_size() > 0) {
+    cluster::ClusterNodeOptions co;
+    co.node_id = cfg.node_id();
+    co.role = *cluster::ParseRole(cfg.cluster().role());  // validated
+    co.cluster_listen = cfg.cluster().cluster_addr();
+    auto mqtt_hp = ParseHostPort(cfg.mqtt().listen());
+    co.mqtt_addr = FormatHostPort(mqtt_hp.ok() ? mqtt_hp->host : "127.0.0.1", listener.port());
+    co.etcd.assign(cfg.cluster().etcd().begin(), cfg.cluster().etcd().end());
+    co.prefix = cfg.cluster().etcd_prefix();
+    co.lease_ttl_s = cfg.cluster().lease_ttl();
+    co.partitions = cfg.storage().partitions();
+    co.vnodes = cfg.cluster().vnodes();
+    auto started = cluster::ClusterNode::Start(std::move(co));
+    if (!started.ok()) {
+      SHARDMQ_LOG(ERROR) << "cannot join the cluster: " << started.status().message();
+      return 1;
+    }
+    cluster_node = std::move(*started);
+  }
+
   for (int i = 0; i < nworkers; ++i) {
     session::WorkerCore& wc = core->core(i);
     wc.worker().Post([&wc] { wc.StartExpirySweeper(std::chrono::seconds(30)); });
@@ -186,7 +220,8 @@ int Run(const Flags& flags) {
                     << "), admin " << cfg.admin().listen() << " (port " << admin.port() << "), "
                     << nworkers << " workers";
   if (flags.ready_file) {
-    st = WriteReadyFile(*flags.ready_file, listener.port(), admin.port());
+    st = WriteReadyFile(*flags.ready_file, listener.port(), admin.port(),
+                        cluster_node ? cluster_node->cluster_port() : 0);
     if (!st.ok()) {
       SHARDMQ_LOG(ERROR) << st.message();
       return 1;
@@ -197,6 +232,8 @@ int Run(const Flags& flags) {
   sigwait(&stop_signals, &sig);
   SHARDMQ_LOG(INFO) << "signal " << sig << ": shutting down";
   ready = false;
+  // Leave the cluster first: the lease is revoked, so the others see this node go at once.
+  if (cluster_node) cluster_node->Stop();
   listener.Stop();
   core->core(0).worker().Post([&core] { core->StopSysTopics(); });
   for (int i = 0; i < nworkers; ++i) {

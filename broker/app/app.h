@@ -15,6 +15,10 @@ struct Flags {
   std::optional<std::string> ready_file;
   std::optional<std::string> workers;    // overrides workers
   std::optional<std::string> log_level;  // overrides log_level
+  std::optional<std::string> role;          // overrides cluster.role
+  std::optional<std::string> node_id;       // overrides node_id
+  std::optional<std::string> cluster_addr;  // overrides cluster.cluster_addr
+  std::optional<std::string> etcd;          // overrides cluster.etcd (comma-separated)
 };
 
 // Runs the broker. Returns the process exit code: 0 after a clean stop, 2 for a configuration

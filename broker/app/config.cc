@@ -8,6 +8,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "cluster/etcd_client.h"
 #include "common/host_port.h"
 #include "common/log.h"
 #include "common/topic.h"
@@ -67,6 +68,25 @@ void ApplyDefaults(config::Config* c) {
   if (!st->has_partitions()) st->set_partitions(256);
   config::AdminConfig* a = c->mutable_admin();
   if (!a->has_listen()) a->set_listen("127.0.0.1:8080");
+  config::ClusterConfig* cl = c->mutable_cluster();
+  if (!cl->has_role()) cl->set_role("all");
+  if (!cl->has_cluster_addr()) cl->set_cluster_addr("127.0.0.1:7883");
+  if (!cl->has_lease_ttl()) cl->set_lease_ttl(5);
+  if (!cl->has_etcd_prefix()) cl->set_etcd_prefix("/shardmq/");
+  if (!cl->has_vnodes()) cl->set_vnodes(128);
+  // "http://host:port" -> "host:port", and comma-separated entries split (the --etcd flag).
+  // An entry that does not parse is kept as written, for ValidateConfig to name.
+  std::vector<std::string> endpoints;
+  for (const std::string& e : cl->etcd()) {
+    auto parsed = cluster::ParseEtcdEndpoints(e);
+    if (parsed.ok()) {
+      endpoints.insert(endpoints.end(), parsed->begin(), parsed->end());
+    } else {
+      endpoints.push_back(e);
+    }
+  }
+  cl->clear_etcd();
+  for (std::string& e : endpoints) cl->add_etcd(std::move(e));
 }
 
 namespace {
@@ -122,6 +142,32 @@ absl::Status ValidateConfig(const config::Config& c) {
   }
   if (st.has_partitions()) {
     SHARDMQ_RETURN_IF_ERROR(Range("storage.partitions", st.partitions(), 1, 65536));
+  }
+  const config::ClusterConfig& cl = c.cluster();
+  if (cl.has_role() && cl.role() != "all" && cl.role() != "frontend" && cl.role() != "store") {
+    return absl::InvalidArgumentError("config field cluster.role = \"" + cl.role() +
+                                      "\" is not one of all, frontend, store");
+  }
+  if (cl.has_cluster_addr()) SHARDMQ_RETURN_IF_ERROR(Address("cluster.cluster_addr", cl.cluster_addr()));
+  for (int i = 0; i < cl.etcd_size(); ++i) {
+    auto hp = ParseHostPort(cl.etcd(i));
+    if (!hp.ok() || hp->port == 0) {
+      return absl::InvalidArgumentError("config field cluster.etcd[" + std::to_string(i) +
+                                        "] = \"" + cl.etcd(i) + "\" is not HOST:PORT");
+    }
+  }
+  if (cl.has_lease_ttl()) SHARDMQ_RETURN_IF_ERROR(Range("cluster.lease_ttl", cl.lease_ttl(), 2, 60));
+  if (cl.has_vnodes()) SHARDMQ_RETURN_IF_ERROR(Range("cluster.vnodes", cl.vnodes(), 1, 1024));
+  if (cl.has_etcd_prefix() &&
+      (cl.etcd_prefix().size() < 2 || cl.etcd_prefix().front() != '/' ||
+       cl.etcd_prefix().back() != '/')) {
+    return absl::InvalidArgumentError("config field cluster.etcd_prefix = \"" +
+                                      cl.etcd_prefix() + "\" must start and end with /");
+  }
+  if (cl.role() == "frontend" && cl.etcd_size() == 0) {
+    return absl::InvalidArgumentError(
+        "config field cluster.role = \"frontend\" needs cluster.etcd: a front-end alone has "
+        "nowhere to send publishes");
   }
   return absl::OkStatus();
 }

@@ -84,5 +84,15 @@ TEST(HostPortTest, ErrorNamesTheText) {
   EXPECT_THAT(std::string(hp.status().message()), HasSubstr("nonsense-address"));
 }
 
+TEST(HostPortTest, FormatRoundTripsThroughParse) {
+  EXPECT_EQ(FormatHostPort("127.0.0.1", 7883), "127.0.0.1:7883");
+  EXPECT_EQ(FormatHostPort("::1", 80), "[::1]:80");
+  for (const char* text : {"127.0.0.1:1", "[::1]:65535", "node-a:0"}) {
+    auto hp = ParseHostPort(text);
+    ASSERT_TRUE(hp.ok()) << text;
+    EXPECT_EQ(FormatHostPort(hp->host, hp->port), text);
+  }
+}
+
 }  // namespace
 }  // namespace shardmq

@@ -11,6 +11,8 @@ Run under Debian's /usr/bin/python3 (python3-paho-mqtt, python3-pytest).
   data dir (new ports); `metrics()` / `metric(name, **labels)` read /metrics.
 * `version` fixture: parametrizes a test over MQTT "3.1.1" and "5".
 * `Client`: a thin synchronous wrapper around paho (v3.1.1 or v5) that records everything.
+* Cluster: `etcd` fixture (a real etcd on free loopback ports, `EtcdProcess`), `cluster_node(id,
+  role=...)` (a broker joined to it), `ctl_status(etcd)` (`shardmq ctl status --json`).
 """
 import json
 import os
@@ -159,6 +161,99 @@ def broker_factory(tmp_path, request):
 @pytest.fixture
 def broker(broker_factory):
     return broker_factory()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EtcdProcess:
+    """A real etcd (Debian etcd-server) with one member on free loopback ports; its data and log
+    in the test's tmp directory. kill()/start() keep the ports and the data."""
+
+    BINARY = "/usr/bin/etcd"
+
+    def __init__(self, workdir):
+        self.workdir = str(workdir)
+        self.proc = None
+        self.client_port = free_port()
+        self.peer_port = free_port()
+
+    @property
+    def endpoint(self):
+        return "127.0.0.1:%d" % self.client_port
+
+    def start(self, timeout=20.0):
+        client = "http://" + self.endpoint
+        peer = "http://127.0.0.1:%d" % self.peer_port
+        args = [self.BINARY, "--name", "test", "--data-dir", os.path.join(self.workdir, "etcd"),
+                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", "test=" + peer,
+                "--heartbeat-interval", "20", "--election-timeout", "200",
+                "--logger", "zap", "--log-level", "error",
+                "--log-outputs", os.path.join(self.workdir, "etcd.log")]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("etcd exited with %s" % self.proc.returncode)
+            try:
+                with socket.create_connection(("127.0.0.1", self.client_port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("etcd did not listen")
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    e = EtcdProcess(tmp_path).start()
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def cluster_node(broker_factory, etcd):
+    """cluster_node(node_id, role="all", config=None, lease_ttl=2): a broker joined to the test's
+    etcd with its gRPC port on 127.0.0.1:0. Short leases keep failure tests quick."""
+
+    def make(node_id, role="all", config=None, lease_ttl=2, extra_args=None):
+        cfg = dict(config or {})
+        cluster = dict(cfg.get("cluster", {}))
+        cluster.setdefault("lease_ttl", lease_ttl)
+        cfg["cluster"] = cluster
+        args = ["--node-id", node_id, "--role", role, "--cluster-addr", "127.0.0.1:0",
+                "--etcd", "http://" + etcd.endpoint] + list(extra_args or [])
+        return broker_factory(cfg, args, name=node_id)
+
+    return make
+
+
+def ctl_status(etcd, prefix=None):
+    """`shardmq ctl status --json` parsed."""
+    args = [SHARDMQ, "ctl", "status", "--etcd", etcd.endpoint, "--json"]
+    if prefix:
+        args += ["--prefix", prefix]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

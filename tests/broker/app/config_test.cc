@@ -232,8 +232,8 @@ TEST(ConfigTest, ApplyDefaultsSetsEveryOptionalField) {
       ++checked;
     }
   }
-  // Config scalars + MqttConfig + AdminConfig + StorageConfig
-  EXPECT_EQ(checked, 4 + 15 + 1 + 2);
+  // Config scalars + MqttConfig + AdminConfig + StorageConfig + ClusterConfig
+  EXPECT_EQ(checked, 4 + 15 + 1 + 2 + 5);
 }
 
 // The value of a scalar field as it would be written after "Default" in config.proto.
@@ -294,7 +294,7 @@ TEST(ConfigTest, ApplyDefaultsMatchesConfigProtoComments) {
   const config::Config c = Defaulted();
   const std::map<std::string, const google::protobuf::Message*> messages = {
       {"Config", &c}, {"MqttConfig", &c.mqtt()}, {"AdminConfig", &c.admin()},
-      {"StorageConfig", &c.storage()}};
+      {"StorageConfig", &c.storage()}, {"ClusterConfig", &c.cluster()}};
   int compared = 0;
   for (const auto& [message_name, fields] : documented) {
     ASSERT_EQ(messages.count(message_name), 1u) << message_name;
@@ -312,7 +312,7 @@ TEST(ConfigTest, ApplyDefaultsMatchesConfigProtoComments) {
       ++compared;
     }
   }
-  EXPECT_EQ(compared, 3 + 15 + 1 + 2);  // every scalar except node_id
+  EXPECT_EQ(compared, 3 + 15 + 1 + 2 + 5);  // every scalar except node_id
 }
 
 TEST(ConfigTest, ApplyDefaultsKeepsExplicitValues) {
@@ -381,6 +381,9 @@ std::vector<BoundCase> BoundedFields() {
        [](C* c, uint64_t v) { c->mutable_mqtt()->set_max_queued_messages(v); }, 1, 10000000},
       {"mqtt.connect_timeout",
        [](C* c, uint64_t v) { c->mutable_mqtt()->set_connect_timeout(v); }, 1, 3600},
+      {"cluster.lease_ttl", [](C* c, uint64_t v) { c->mutable_cluster()->set_lease_ttl(v); }, 2,
+       60},
+      {"cluster.vnodes", [](C* c, uint64_t v) { c->mutable_cluster()->set_vnodes(v); }, 1, 1024},
   };
 }
 
@@ -436,6 +439,43 @@ TEST(ConfigTest, BadListenAddressNamesTheField) {
     st = ValidateConfig(c);
     EXPECT_TRUE(absl::IsInvalidArgument(st)) << "admin.listen \"" << addr << "\": " << st;
     EXPECT_THAT(std::string(st.message()), HasSubstr("admin.listen")) << addr;
+  }
+}
+
+TEST(ConfigTest, ClusterSettings) {
+  // --etcd "http://a:1,b:2" arrives as one entry: split, "http://" dropped.
+  auto cfg = ParseConfig(R"({"cluster": {"etcd": ["http://a:2379/, b:2380", "c:1"]}})");
+  ASSERT_OK(cfg);
+  ApplyDefaults(&*cfg);
+  EXPECT_THAT(std::vector<std::string>(cfg->cluster().etcd().begin(), cfg->cluster().etcd().end()),
+              ::testing::ElementsAre("a:2379", "b:2380", "c:1"));
+  EXPECT_OK(ValidateConfig(*cfg));
+
+  struct Bad {
+    const char* json;
+    const char* field;
+  };
+  for (const Bad& b : std::vector<Bad>{
+           {R"({"cluster": {"role": "relay"}})", "cluster.role"},
+           {R"({"cluster": {"role": "frontend"}})", "cluster.etcd"},  // a front-end needs etcd
+           {R"({"cluster": {"etcd": ["nonsense"]}})", "cluster.etcd[0]"},
+           {R"({"cluster": {"etcd": ["a:0"]}})", "cluster.etcd[0]"},
+           {R"({"cluster": {"cluster_addr": "nowhere"}})", "cluster.cluster_addr"},
+           {R"({"cluster": {"etcd_prefix": "shardmq/"}})", "cluster.etcd_prefix"},
+           {R"({"cluster": {"etcd_prefix": "/"}})", "cluster.etcd_prefix"},
+       }) {
+    auto c = ParseConfig(b.json);
+    ASSERT_OK(c) << b.json;
+    ApplyDefaults(&*c);
+    absl::Status st = ValidateConfig(*c);
+    EXPECT_TRUE(absl::IsInvalidArgument(st)) << b.json << ": " << st;
+    EXPECT_THAT(std::string(st.message()), HasSubstr(b.field)) << b.json;
+  }
+  for (const char* role : {"all", "store", "frontend"}) {
+    config::Config c = Defaulted();
+    c.mutable_cluster()->set_role(role);
+    c.mutable_cluster()->add_etcd("127.0.0.1:2379");
+    EXPECT_OK(ValidateConfig(c)) << role;
   }
 }
 

@@ -1,0 +1,67 @@
+// A node's cluster layer, as the app starts it when cluster.etcd is set: the gRPC server for
+// other nodes (NodeServer), the etcd client and the membership (lease, controller election,
+// partition map). What the broker needs from the cluster goes through here.
+//
+// Scope today (issue #5, first part): membership, the partition map and health. Publishes,
+// sessions and routes do not cross nodes yet: each node still serves its own clients as a
+// single node does. docs/cluster.md says what works.
+//
+// Thread-safety: Start/Stop from the app's main thread; accessors from any thread.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cluster/etcd_client.h"
+#include "cluster/membership.h"
+#include "cluster/node_server.h"
+
+namespace shardmq::cluster {
+
+struct ClusterNodeOptions {
+  std::string node_id;
+  Role role = Role::kAll;
+  std::string cluster_listen;  // "HOST:PORT" (port 0 = ephemeral); advertised with the bound port
+  std::string mqtt_addr;       // advertised MQTT address
+  std::vector<std::string> etcd;
+  std::string prefix = "/shardmq/";
+  int64_t lease_ttl_s = 5;
+  uint32_t partitions = 256;
+  uint32_t vnodes = 128;
+};
+
+class ClusterNode final : public MembershipCallbacks {
+ public:
+  // Listens, connects to etcd and joins. The error names what failed (address, etcd, meta).
+  static absl::StatusOr<std::unique_ptr<ClusterNode>> Start(ClusterNodeOptions options);
+  ~ClusterNode() override;
+  // Leaves the cluster (lease revoked) and stops serving.
+  void Stop();
+
+  uint16_t cluster_port() const { return server_->port(); }
+  PartitionMap map() const;
+  bool is_controller() const { return membership_->is_controller(); }
+  uint64_t lease_losses() const { return lease_losses_.load(); }
+  v1::HealthResponse Health() const;
+
+  // MembershipCallbacks
+  void OnPartitionMap(const PartitionMap& map) override;
+  void OnLeaseLost() override;
+
+ private:
+  explicit ClusterNode(ClusterNodeOptions options) : options_(std::move(options)) {}
+
+  const ClusterNodeOptions options_;
+  std::unique_ptr<NodeServer> server_;
+  std::unique_ptr<EtcdClient> etcd_;
+  std::unique_ptr<Membership> membership_;
+  mutable std::mutex mu_;
+  PartitionMap map_;
+  std::atomic<uint64_t> lease_losses_{0};
+};
+
+}  // namespace shardmq::cluster

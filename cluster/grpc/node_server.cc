@@ -1,0 +1,80 @@
+#include "cluster/node_server.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "proto/cluster.grpc.pb.h"
+
+namespace shardmq::cluster {
+namespace {
+
+class NodeService final : public v1::Node::Service {
+ public:
+  explicit NodeService(NodeServer::StatusFn status) : status_(std::move(status)) {}
+  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*,
+                      v1::HealthResponse* response) override {
+    *response = status_();
+    return grpc::Status::OK;
+  }
+
+ private:
+  NodeServer::StatusFn status_;
+};
+
+class GrpcNodeServer final : public NodeServer {
+ public:
+  explicit GrpcNodeServer(StatusFn status) : service_(std::move(status)) {}
+  ~GrpcNodeServer() override { Stop(); }
+
+  absl::Status Listen(const std::string& listen) {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr || port == 0) {
+      return absl::UnavailableError("cluster.cluster_addr " + listen +
+                                    ": cannot listen (address in use or not local?)");
+    }
+    port_ = static_cast<uint16_t>(port);
+    return absl::OkStatus();
+  }
+  uint16_t port() const override { return port_; }
+  void Stop() override {
+    if (server_ == nullptr) return;
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    server_->Wait();
+    server_.reset();
+  }
+
+ private:
+  NodeService service_;
+  std::unique_ptr<grpc::Server> server_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const std::string& listen,
+                                                              StatusFn status) {
+  auto server = std::make_unique<GrpcNodeServer>(std::move(status));
+  absl::Status st = server->Listen(listen);
+  if (!st.ok()) return st;
+  return server;
+}
+
+absl::StatusOr<v1::HealthResponse> QueryHealth(const std::string& address,
+                                               std::chrono::milliseconds timeout) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto stub = v1::Node::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  v1::HealthResponse resp;
+  grpc::Status st = stub->Health(&ctx, v1::HealthRequest(), &resp);
+  if (!st.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                        "health of " + address + ": " + st.error_message());
+  }
+  return resp;
+}
+
+}  // namespace shardmq::cluster

@@ -1,0 +1,438 @@
+#include "cluster/membership.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <chrono>
+
+#include "cluster/ring.h"
+#include "common/log.h"
+
+namespace shardmq::cluster {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string ToJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.always_print_primitive_fields = true;
+  // Cannot fail for our messages (no Any fields to resolve).
+  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
+  return out;
+}
+
+template <typename M>
+bool FromJson(const std::string& json, M* m) {
+  google::protobuf::util::JsonParseOptions opts;
+  opts.ignore_unknown_fields = true;  // a newer node may have added fields
+  return google::protobuf::util::JsonStringToMessage(json, m, opts).ok();
+}
+
+}  // namespace
+
+absl::StatusOr<Role> ParseRole(std::string_view role) {
+  if (role == "all") return Role::kAll;
+  if (role == "frontend") return Role::kFrontend;
+  if (role == "store") return Role::kStore;
+  return absl::InvalidArgumentError("role \"" + std::string(role) +
+                                    "\": must be all, frontend or store");
+}
+
+const char* RoleName(Role role) {
+  switch (role) {
+    case Role::kAll:
+      return "all";
+    case Role::kFrontend:
+      return "frontend";
+    case Role::kStore:
+      return "store";
+  }
+  return "all";
+}
+
+uint32_t PartitionMap::CountLedBy(const std::string& node) const {
+  uint32_t n = 0;
+  for (const v1::PartitionAssignment& a : record.assignments()) n += a.leader() == node ? 1 : 0;
+  return n;
+}
+
+bool PlanPartitionMap(const v1::PartitionMapRecord& current,
+                      const std::map<std::string, v1::StoreRecord>& stores,
+                      const std::map<std::string, v1::MemberRecord>& alive, uint32_t partitions,
+                      uint32_t vnodes, v1::PartitionMapRecord* next) {
+  std::vector<std::string> active;
+  for (const auto& [id, rec] : stores) {
+    if (rec.state() == v1::StoreRecord::ACTIVE) active.push_back(id);
+  }
+  const std::vector<std::string> desired = Ring(active, vnodes).Place(partitions);
+  *next = current;
+  bool changed = false;
+  if (static_cast<uint32_t>(next->assignments_size()) != partitions) {
+    next->clear_assignments();
+    for (uint32_t p = 0; p < partitions; ++p) next->add_assignments();
+    changed = true;
+  }
+  if (next->partitions() != partitions || next->vnodes() != vnodes) changed = true;
+  next->set_partitions(partitions);
+  next->set_vnodes(vnodes);
+  next->clear_moves();
+  for (uint32_t p = 0; p < partitions; ++p) {
+    v1::PartitionAssignment* a = next->mutable_assignments(static_cast<int>(p));
+    const std::string& want = desired[p];
+    if (want.empty() || a->leader() == want) continue;
+    // Only a live node can take a partition.
+    if (!alive.contains(want)) continue;
+    // A registered leader that is not alive keeps its partitions: without replicas their data
+    // is on its disk, so they wait for it to come back. A leader that left the ring (its store
+    // record removed) has nothing to wait for.
+    if (!a->leader().empty() && stores.contains(a->leader()) && !alive.contains(a->leader())) {
+      continue;
+    }
+    // TODO(#5): copy-then-flip. Until the data plane keeps partition data on store nodes, a
+    // move is a flip of leadership with a new epoch.
+    a->set_leader(want);
+    a->set_epoch(a->epoch() + 1);
+    changed = true;
+  }
+  return changed;
+}
+
+Membership::Membership(EtcdClient& etcd, MembershipOptions options,
+                       MembershipCallbacks& callbacks)
+    : etcd_(etcd), options_(std::move(options)), callbacks_(callbacks) {}
+
+Membership::~Membership() { Stop(); }
+
+absl::Status Membership::CheckMeta() {
+  v1::ClusterMeta meta;
+  meta.set_partitions(options_.partitions);
+  meta.set_created_by(options_.node_id);
+  meta.set_created_at_ms(NowMs());
+  EtcdKeyValue current;
+  auto created = etcd_.CompareAndPut(Key("meta"), ToJson(meta), 0, 0, &current);
+  if (!created.ok()) return created.status();
+  if (*created) {
+    SHARDMQ_LOG(INFO) << "cluster created under " << options_.prefix << " with "
+                      << options_.partitions << " partitions";
+    return absl::OkStatus();
+  }
+  v1::ClusterMeta existing;
+  if (!FromJson(current.value, &existing)) {
+    return absl::FailedPreconditionError("etcd key " + Key("meta") + " is not a cluster record");
+  }
+  if (existing.partitions() != options_.partitions) {
+    return absl::FailedPreconditionError(
+        "the cluster under " + options_.prefix + " has " + std::to_string(existing.partitions()) +
+        " partitions; this node is configured with storage.partitions = " +
+        std::to_string(options_.partitions));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Membership::PutMember() {
+  v1::MemberRecord rec;
+  rec.set_node_id(options_.node_id);
+  rec.set_role(RoleName(options_.role));
+  rec.set_cluster_addr(options_.cluster_addr);
+  rec.set_mqtt_addr(options_.mqtt_addr);
+  rec.set_version(SHARDMQ_VERSION);
+  rec.set_started_at_ms(NowMs());
+  rec.set_lease(lease_.load());
+  const std::string key = Key("members/" + options_.node_id);
+  // A previous incarnation of this node (killed) may still hold the key until its lease
+  // expires: wait for that, but not for a live node using the same id.
+  const auto give_up = Clock::now() + std::chrono::seconds(options_.lease_ttl_s + 2);
+  while (true) {
+    EtcdKeyValue current;
+    auto put = etcd_.CompareAndPut(key, ToJson(rec), 0, lease_.load(), &current);
+    if (!put.ok()) return put.status();
+    if (*put) return absl::OkStatus();
+    if (Clock::now() >= give_up) {
+      return absl::FailedPreconditionError("node id \"" + options_.node_id +
+                                           "\" is in use by a live member (etcd key " + key +
+                                           "); give each node its own --node-id");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+}
+
+absl::Status Membership::Register() {
+  if (HoldsPartitions(options_.role)) {
+    v1::StoreRecord store;
+    store.set_node_id(options_.node_id);
+    store.set_state(v1::StoreRecord::ACTIVE);
+    store.set_joined_at_ms(NowMs());
+    auto put = etcd_.Put(Key("stores/" + options_.node_id), ToJson(store));
+    if (!put.ok()) return put.status();
+  }
+  auto lease = etcd_.GrantLease(options_.lease_ttl_s);
+  if (!lease.ok()) return lease.status();
+  lease_ = *lease;
+  return PutMember();
+}
+
+void Membership::LoadAll() {
+  auto all = etcd_.GetPrefix(options_.prefix);
+  if (!all.ok()) return;
+  {
+    std::lock_guard lock(mu_);
+    members_.clear();
+    stores_.clear();
+    controller_id_.clear();
+    for (const EtcdKeyValue& kv : all->kvs) {
+      EtcdEvent ev;
+      ev.kv = kv;
+      Apply(ev);
+    }
+    dirty_ = true;
+  }
+  cv_.notify_all();
+}
+
+absl::Status Membership::Start() {
+  if (started_) return absl::OkStatus();
+  absl::Status st = CheckMeta();
+  if (st.ok()) st = Register();
+  if (!st.ok()) return st;
+  auto all = etcd_.GetPrefix(options_.prefix);
+  if (!all.ok()) return all.status();
+  {
+    std::lock_guard lock(mu_);
+    for (const EtcdKeyValue& kv : all->kvs) {
+      EtcdEvent ev;
+      ev.kv = kv;
+      Apply(ev);
+    }
+    dirty_ = true;
+  }
+  started_ = true;
+  watch_ = etcd_.WatchPrefix(options_.prefix, all->revision + 1,
+                             [this](const std::vector<EtcdEvent>& events, int64_t,
+                                    bool compacted) { OnEvents(events, compacted); });
+  thread_ = std::thread([this] { Loop(); });
+  DeliverMap();  // the map that was already there
+  SHARDMQ_LOG(INFO) << "joined the cluster as " << options_.node_id << " (role "
+                    << RoleName(options_.role) << ", lease " << lease_.load() << ", ttl "
+                    << options_.lease_ttl_s << " s)";
+  return absl::OkStatus();
+}
+
+void Membership::Stop() {
+  if (!started_) return;
+  started_ = false;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  watch_.reset();
+  // Revoking the lease removes the member key (and the controller key, if held) at once, so the
+  // rest of the cluster does not wait for the TTL.
+  absl::Status st = etcd_.RevokeLease(lease_.load());
+  if (!st.ok()) SHARDMQ_LOG(WARNING) << "leaving the cluster: " << st.message();
+  controller_ = false;
+}
+
+void Membership::Apply(const EtcdEvent& event) {
+  const std::string& key = event.kv.key;
+  if (key.compare(0, options_.prefix.size(), options_.prefix) != 0) return;
+  const std::string_view name = std::string_view(key).substr(options_.prefix.size());
+  const bool put = event.type == EtcdEvent::Type::kPut;
+  auto suffix_after = [&](std::string_view dir) -> std::string {
+    return std::string(name.substr(dir.size()));
+  };
+  if (name.starts_with("members/")) {
+    const std::string id = suffix_after("members/");
+    v1::MemberRecord rec;
+    if (put && FromJson(event.kv.value, &rec)) {
+      members_[id] = rec;
+    } else {
+      members_.erase(id);
+    }
+    dirty_ = true;
+  } else if (name.starts_with("stores/")) {
+    const std::string id = suffix_after("stores/");
+    v1::StoreRecord rec;
+    if (put && FromJson(event.kv.value, &rec)) {
+      stores_[id] = rec;
+    } else {
+      stores_.erase(id);
+    }
+    dirty_ = true;
+  } else if (name == "controller") {
+    v1::ControllerRecord rec;
+    if (put && FromJson(event.kv.value, &rec)) {
+      controller_id_ = rec.node_id();
+    } else {
+      controller_id_.clear();
+    }
+    if (controller_ && controller_id_ != options_.node_id) {
+      controller_ = false;
+      SHARDMQ_LOG(WARNING) << "no longer the cluster controller";
+    }
+  } else if (name == "partition_map") {
+    v1::PartitionMapRecord rec;
+    if (put && event.kv.mod_revision > map_.revision && FromJson(event.kv.value, &rec)) {
+      map_.revision = event.kv.mod_revision;
+      map_.record = std::move(rec);
+      dirty_ = true;
+    }
+  }
+}
+
+void Membership::OnEvents(const std::vector<EtcdEvent>& events, bool compacted) {
+  if (compacted) {
+    LoadAll();
+  } else {
+    {
+      std::lock_guard lock(mu_);
+      for (const EtcdEvent& e : events) Apply(e);
+    }
+    cv_.notify_all();
+  }
+  DeliverMap();
+}
+
+void Membership::DeliverMap() {
+  // Hand a newer map to the node (callers: Start, and the watch thread).
+  std::lock_guard deliver_lock(deliver_mu_);
+  PartitionMap deliver;
+  {
+    std::lock_guard lock(mu_);
+    if (map_.revision <= delivered_revision_) return;
+    deliver = map_;
+  }
+  delivered_revision_ = deliver.revision;
+  callbacks_.OnPartitionMap(deliver);
+}
+
+PartitionMap Membership::map() const {
+  std::lock_guard lock(mu_);
+  return map_;
+}
+
+std::map<std::string, v1::MemberRecord> Membership::members() const {
+  std::lock_guard lock(mu_);
+  return members_;
+}
+
+void Membership::Campaign() {
+  v1::ControllerRecord rec;
+  rec.set_node_id(options_.node_id);
+  rec.set_elected_at_ms(NowMs());
+  auto won = etcd_.CompareAndPut(Key("controller"), ToJson(rec), 0, lease_.load());
+  if (!won.ok() || !*won) return;
+  {
+    std::lock_guard lock(mu_);
+    controller_id_ = options_.node_id;
+    dirty_ = true;
+  }
+  controller_ = true;
+  SHARDMQ_LOG(INFO) << "elected cluster controller";
+}
+
+void Membership::Reconcile() {
+  std::map<std::string, v1::StoreRecord> stores;
+  std::map<std::string, v1::MemberRecord> members;
+  PartitionMap current;
+  {
+    std::lock_guard lock(mu_);
+    dirty_ = false;
+    stores = stores_;
+    members = members_;
+    current = map_;
+  }
+  v1::PartitionMapRecord next;
+  if (!PlanPartitionMap(current.record, stores, members, options_.partitions, options_.vnodes,
+                        &next)) {
+    return;
+  }
+  next.set_controller(options_.node_id);
+  next.set_written_at_ms(NowMs());
+  // Written only if nobody wrote a newer map since we read it, and we still hold the
+  // controller key (a controller whose lease expired must not write).
+  auto controller = etcd_.Get(Key("controller"));
+  if (!controller.ok() || controller->kvs.empty() ||
+      controller->kvs[0].lease != lease_.load()) {
+    controller_ = false;
+    return;
+  }
+  auto written =
+      etcd_.PutIfAll({{Key("partition_map"), current.revision},
+                      {Key("controller"), controller->kvs[0].mod_revision}},
+                     Key("partition_map"), ToJson(next));
+  if (!written.ok() || !*written) {
+    // Someone wrote in between, or etcd is unreachable: look again once the watch catches up.
+    std::lock_guard lock(mu_);
+    dirty_ = true;
+    backoff_ = true;
+    return;
+  }
+  uint32_t led = 0;
+  for (const v1::PartitionAssignment& a : next.assignments()) led += a.leader().empty() ? 0 : 1;
+  SHARDMQ_LOG(INFO) << "partition map written: " << led << " of " << options_.partitions
+                    << " partitions placed on " << stores.size() << " store node(s)";
+}
+
+void Membership::Loop() {
+  const auto period = std::chrono::milliseconds(std::max<int64_t>(options_.lease_ttl_s * 1000 / 3, 300));
+  auto next_keepalive = Clock::now() + period;
+  auto renewed_at = Clock::now();
+  while (true) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_until(lock, std::min(next_keepalive, Clock::now() + std::chrono::milliseconds(500)),
+                     [this] { return stopping_ || (dirty_ && controller_); });
+      if (stopping_) return;
+    }
+    if (Clock::now() >= next_keepalive) {
+      auto ttl = etcd_.KeepAlive(lease_.load());
+      const bool expired = (ttl.ok() && *ttl <= 0) ||
+                           (!ttl.ok() && Clock::now() - renewed_at >
+                                             std::chrono::seconds(options_.lease_ttl_s));
+      if (ttl.ok() && *ttl > 0) {
+        renewed_at = Clock::now();
+        next_keepalive = renewed_at + period;
+      } else if (expired) {
+        SHARDMQ_LOG(WARNING) << "membership lease " << lease_.load()
+                             << " expired; rejoining with a new lease";
+        controller_ = false;
+        callbacks_.OnLeaseLost();
+        auto lease = etcd_.GrantLease(options_.lease_ttl_s);
+        if (lease.ok()) {
+          lease_ = *lease;
+          absl::Status st = PutMember();
+          if (st.ok()) renewed_at = Clock::now();
+          else SHARDMQ_LOG(WARNING) << "rejoining: " << st.message();
+        }
+        next_keepalive = Clock::now() + period;
+      } else {
+        // etcd did not answer: try again soon, the lease is not gone yet.
+        next_keepalive = Clock::now() + std::chrono::milliseconds(300);
+      }
+    }
+    bool campaign = false;
+    bool reconcile = false;
+    {
+      std::lock_guard lock(mu_);
+      campaign = HoldsPartitions(options_.role) && !controller_ && controller_id_.empty();
+      reconcile = controller_ && dirty_;
+    }
+    if (campaign) Campaign();
+    if (controller_ && (reconcile || campaign)) Reconcile();
+    std::unique_lock lock(mu_);
+    if (backoff_) {
+      backoff_ = false;
+      cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_; });
+    }
+  }
+}
+
+}  // namespace shardmq::cluster
