@@ -13,7 +13,7 @@ namespace {
 
 constexpr const char* kUsage = R"(Usage: shardmq [serve] [options]
        shardmq bench pub|sub|conn|pubsub [options]   (load generator; see shardmq bench --help)
-       shardmq ctl status --etcd ENDPOINTS [--json]  (cluster status; see shardmq ctl --help)
+       shardmq ctl status|drain|undrain ...           (cluster operations; see shardmq ctl --help)
        shardmq --help | --version
 
 Runs a shardmq MQTT broker node (MQTT 3.1, 3.1.1 and 5.0). With no options: a single-node

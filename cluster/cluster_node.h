@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -39,6 +40,8 @@ class ClusterNode final : public MembershipCallbacks {
   // Listens, connects to etcd and joins. The error names what failed (address, etcd, meta).
   static absl::StatusOr<std::unique_ptr<ClusterNode>> Start(ClusterNodeOptions options);
   ~ClusterNode() override;
+  // Moves this node's partitions to the other store nodes and waits (Membership::Drain).
+  absl::Status Drain(std::chrono::milliseconds timeout) { return membership_->Drain(timeout); }
   // Leaves the cluster (lease revoked) and stops serving.
   void Stop();
 
@@ -46,6 +49,9 @@ class ClusterNode final : public MembershipCallbacks {
   PartitionMap map() const;
   bool is_controller() const { return membership_->is_controller(); }
   uint64_t lease_losses() const { return lease_losses_.load(); }
+  // Members with a live lease, as this node last saw them (itself included).
+  size_t live_members() const { return membership_->members().size(); }
+  const std::string& node_id() const { return options_.node_id; }
   v1::HealthResponse Health() const;
 
   // MembershipCallbacks

@@ -2,7 +2,10 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
 #include <map>
 #include <optional>
 #include <set>
@@ -18,15 +21,21 @@ namespace shardmq::cluster {
 namespace {
 
 constexpr const char* kUsage = R"(Usage: shardmq ctl status --etcd ENDPOINTS [--prefix PREFIX] [--json]
+       shardmq ctl drain NODE --etcd ENDPOINTS [--prefix PREFIX] [--wait] [--timeout SECONDS]
+       shardmq ctl undrain NODE --etcd ENDPOINTS [--prefix PREFIX]
 
-Shows the cluster kept in etcd under PREFIX (default /shardmq/): the partition count, the
-controller, the partition map's revision, every store and live node with its role, addresses,
-the partitions it leads and the map revision it has applied (asked over its gRPC port), and the
-partition moves in progress.
+status   the cluster kept in etcd under PREFIX (default /shardmq/): the partition count, the
+         controller, the partition map's revision, every store and live node with its role,
+         addresses, the partitions it leads and the map revision it has applied (asked over
+         its gRPC port), and the partition moves in progress.
+drain    marks store node NODE as draining: the controller moves its partitions to the other
+         store nodes. With --wait, returns once NODE leads none (exit 1 after --timeout,
+         default 60 s). A node that is not alive keeps its partitions until it returns.
+undrain  marks NODE active again: it takes its share of the partitions back.
 
   --etcd ENDPOINTS   comma-separated HOST:PORT list (an http:// prefix is accepted)
   --prefix PREFIX    the cluster's etcd key prefix (cluster.etcd_prefix)
-  --json             one JSON object instead of the table
+  --json             status: one JSON object instead of the table
 )";
 
 std::string Json(std::string_view s) {
@@ -189,6 +198,77 @@ int Status(const std::vector<std::string>& endpoints, const std::string& prefix,
   return 0;
 }
 
+// drain / undrain: sets the node's store record state with a compare-and-swap.
+int SetStoreState(EtcdClient& etcd, const std::string& prefix, const std::string& node,
+                  v1::StoreRecord::State state) {
+  const std::string key = prefix + "stores/" + node;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    auto current = etcd.Get(key);
+    if (!current.ok()) {
+      std::fprintf(stderr, "shardmq ctl: %s\n", std::string(current.status().message()).c_str());
+      return 1;
+    }
+    v1::StoreRecord rec;
+    if (current->kvs.empty() || !Parse(current->kvs[0].value, &rec)) {
+      std::fprintf(stderr, "shardmq ctl: %s is not a store node of the cluster under %s\n",
+                   node.c_str(), prefix.c_str());
+      return 1;
+    }
+    rec.set_state(state);
+    std::string json;
+    (void)google::protobuf::util::MessageToJsonString(rec, &json);
+    auto written = etcd.CompareAndPut(key, json, current->kvs[0].mod_revision);
+    if (!written.ok()) {
+      std::fprintf(stderr, "shardmq ctl: %s\n", std::string(written.status().message()).c_str());
+      return 1;
+    }
+    if (*written) return 0;  // else the record changed meanwhile: read it again
+  }
+  std::fprintf(stderr, "shardmq ctl: %s keeps changing; try again\n", key.c_str());
+  return 1;
+}
+
+int Drain(const std::vector<std::string>& endpoints, const std::string& prefix,
+          const std::string& node, bool undrain, bool wait, int timeout_s) {
+  EtcdOptions eo;
+  eo.endpoints = endpoints;
+  auto etcd = EtcdClient::Connect(eo);
+  if (!etcd.ok()) {
+    std::fprintf(stderr, "shardmq ctl: %s\n", std::string(etcd.status().message()).c_str());
+    return 1;
+  }
+  int rc = SetStoreState(**etcd, prefix, node,
+                         undrain ? v1::StoreRecord::ACTIVE : v1::StoreRecord::DRAINING);
+  if (rc != 0) return rc;
+  std::printf("%s: %s\n", node.c_str(), undrain ? "active" : "draining");
+  auto member = (*etcd)->Get(prefix + "members/" + node);
+  if (!undrain && member.ok() && member->kvs.empty()) {
+    std::printf("%s is not alive: its partitions stay until it returns (no replicas)\n",
+                node.c_str());
+  }
+  if (undrain || !wait) return 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  uint32_t led = 0;
+  while (true) {
+    auto map = (*etcd)->Get(prefix + "partition_map");
+    v1::PartitionMapRecord rec;
+    if (map.ok() && !map->kvs.empty() && Parse(map->kvs[0].value, &rec)) {
+      led = 0;
+      for (const v1::PartitionAssignment& a : rec.assignments()) led += a.leader() == node;
+      if (led == 0) {
+        std::printf("%s leads no partition (map revision %lld)\n", node.c_str(),
+                    static_cast<long long>(map->kvs[0].mod_revision));
+        return 0;
+      }
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::fprintf(stderr, "shardmq ctl: %s still leads %u partitions after %d s\n", node.c_str(),
+               led, timeout_s);
+  return 1;
+}
+
 }  // namespace
 
 int RunCtl(int argc, char** argv) {
@@ -199,9 +279,16 @@ int RunCtl(int argc, char** argv) {
   const std::string command = argv[1];
   std::optional<std::string> etcd;
   std::string prefix = "/shardmq/";
+  std::string node;
   bool json = false;
+  bool wait = false;
+  int timeout_s = 60;
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
+    if (!arg.starts_with("--") && node.empty() && (command == "drain" || command == "undrain")) {
+      node = arg;
+      continue;
+    }
     std::optional<std::string> value;
     if (auto eq = arg.find('='); eq != std::string::npos) {
       value = arg.substr(eq + 1);
@@ -211,7 +298,11 @@ int RunCtl(int argc, char** argv) {
       json = true;
       continue;
     }
-    if (arg != "--etcd" && arg != "--prefix") {
+    if (arg == "--wait") {
+      wait = true;
+      continue;
+    }
+    if (arg != "--etcd" && arg != "--prefix" && arg != "--timeout") {
       std::fprintf(stderr, "shardmq ctl: unknown argument \"%s\"\n\n%s", argv[i], kUsage);
       return 2;
     }
@@ -224,11 +315,17 @@ int RunCtl(int argc, char** argv) {
     }
     if (arg == "--etcd") {
       etcd = *value;
+    } else if (arg == "--timeout") {
+      timeout_s = std::atoi(value->c_str());
+      if (timeout_s <= 0) {
+        std::fprintf(stderr, "shardmq ctl: --timeout must be a positive number of seconds\n");
+        return 2;
+      }
     } else {
       prefix = *value;
     }
   }
-  if (command != "status") {
+  if (command != "status" && command != "drain" && command != "undrain") {
     std::fprintf(stderr, "shardmq ctl: unknown command \"%s\"\n\n%s", command.c_str(), kUsage);
     return 2;
   }
@@ -246,7 +343,13 @@ int RunCtl(int argc, char** argv) {
     std::fprintf(stderr, "shardmq ctl: --prefix must start and end with /\n");
     return 2;
   }
-  return Status(*endpoints, prefix, json);
+  if (command == "status") return Status(*endpoints, prefix, json);
+  if (node.empty()) {
+    std::fprintf(stderr, "shardmq ctl %s: which node? (shardmq ctl %s NODE --etcd ...)\n",
+                 command.c_str(), command.c_str());
+    return 2;
+  }
+  return Drain(*endpoints, prefix, node, command == "undrain", wait, timeout_s);
 }
 
 }  // namespace shardmq::cluster

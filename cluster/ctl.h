@@ -1,5 +1,5 @@
 // `shardmq ctl`: operator commands against a running cluster, through etcd and the nodes'
-// gRPC API. Today: `status`. (`drain` arrives with partition hand-off; see docs/cluster.md.)
+// gRPC API: `status`, `drain NODE`, `undrain NODE` (docs/cluster.md).
 #pragma once
 
 namespace shardmq::cluster {

@@ -240,6 +240,43 @@ void Membership::Stop() {
   controller_ = false;
 }
 
+absl::Status Membership::Drain(std::chrono::milliseconds timeout) {
+  if (!started_ || !HoldsPartitions(options_.role)) return absl::OkStatus();
+  {
+    std::lock_guard lock(mu_);
+    bool other = false;
+    for (const auto& [id, rec] : stores_) {
+      if (id != options_.node_id && rec.state() == v1::StoreRecord::ACTIVE &&
+          members_.contains(id)) {
+        other = true;
+      }
+    }
+    if (map_.revision != 0 && map_.CountLedBy(options_.node_id) == 0) return absl::OkStatus();
+    if (!other) {
+      return absl::FailedPreconditionError(
+          "no other live store node to take this node's partitions");
+    }
+  }
+  v1::StoreRecord store;
+  store.set_node_id(options_.node_id);
+  store.set_state(v1::StoreRecord::DRAINING);
+  store.set_joined_at_ms(NowMs());
+  auto put = etcd_.Put(Key("stores/" + options_.node_id), ToJson(store));
+  if (!put.ok()) return put.status();
+  SHARDMQ_LOG(INFO) << "draining: waiting for the controller to move this node's partitions";
+  std::unique_lock lock(mu_);
+  const bool drained = cv_.wait_for(lock, timeout, [this] {
+    return map_.revision != 0 && map_.CountLedBy(options_.node_id) == 0;
+  });
+  if (!drained) {
+    return absl::DeadlineExceededError("drain: still leading " +
+                                       std::to_string(map_.CountLedBy(options_.node_id)) +
+                                       " partitions after " + std::to_string(timeout.count()) +
+                                       " ms");
+  }
+  return absl::OkStatus();
+}
+
 void Membership::Apply(const EtcdEvent& event) {
   const std::string& key = event.kv.key;
   if (key.compare(0, options_.prefix.size(), options_.prefix) != 0) return;

@@ -96,6 +96,12 @@ class Membership {
   // Leaves: stops the threads and revokes the lease, so the member key (and the controller key,
   // if held) disappear at once. The store record stays: the node is expected back.
   void Stop();
+  // Drains a store node before it stops: marks its store record DRAINING, so the controller
+  // moves its partitions to the other store nodes, and waits until the map shows it leads none.
+  // OK when drained (or when the node holds no partitions); FailedPrecondition at once if no
+  // other live ACTIVE store node could take them; DeadlineExceeded after `timeout`. Start()
+  // again (the next incarnation) marks the node ACTIVE.
+  absl::Status Drain(std::chrono::milliseconds timeout);
 
   PartitionMap map() const;
   bool is_controller() const { return controller_.load(); }

@@ -175,16 +175,6 @@ int Run(const Flags& flags) {
     return 1;
   }
 
-  auto collector = std::make_shared<BrokerCollector>(*core);
-  std::atomic<bool> ready{false};
-  AdminServer admin(AdminServer::Options{cfg.admin().listen()}, {collector},
-                    [&ready] { return ready.load(); });
-  st = admin.Start();
-  if (!st.ok()) {
-    SHARDMQ_LOG(ERROR) << st.message();
-    return 1;
-  }
-
   // The cluster layer, when cluster.etcd is set (otherwise the node runs alone).
   std::unique_ptr<cluster::ClusterNode> cluster_node;
   if (cfg.cluster().etcd_size() > 0) {
@@ -205,6 +195,18 @@ int Run(const Flags& flags) {
       return 1;
     }
     cluster_node = std::move(*started);
+  }
+
+  auto collector = std::make_shared<BrokerCollector>(*core);
+  std::atomic<bool> ready{false};
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectors = {collector};
+  if (cluster_node) collectors.push_back(std::make_shared<ClusterCollector>(*cluster_node));
+  AdminServer admin(AdminServer::Options{cfg.admin().listen()}, collectors,
+                    [&ready] { return ready.load(); });
+  st = admin.Start();
+  if (!st.ok()) {
+    SHARDMQ_LOG(ERROR) << st.message();
+    return 1;
   }
 
   for (int i = 0; i < nworkers; ++i) {
@@ -232,8 +234,20 @@ int Run(const Flags& flags) {
   sigwait(&stop_signals, &sig);
   SHARDMQ_LOG(INFO) << "signal " << sig << ": shutting down";
   ready = false;
-  // Leave the cluster first: the lease is revoked, so the others see this node go at once.
-  if (cluster_node) cluster_node->Stop();
+  // A store node hands its partitions over first (bounded by cluster.drain_timeout); then it
+  // leaves the cluster: the lease is revoked, so the others see it go at once.
+  if (cluster_node) {
+    if (cfg.cluster().drain_timeout() > 0 && cfg.cluster().role() != "frontend") {
+      absl::Status drained =
+          cluster_node->Drain(std::chrono::seconds(cfg.cluster().drain_timeout()));
+      if (drained.ok()) {
+        SHARDMQ_LOG(INFO) << "drained: this node leads no partition";
+      } else {
+        SHARDMQ_LOG(WARNING) << "exiting without a complete drain: " << drained.message();
+      }
+    }
+    cluster_node->Stop();
+  }
   listener.Stop();
   core->core(0).worker().Post([&core] { core->StopSysTopics(); });
   for (int i = 0; i < nworkers; ++i) {

@@ -106,4 +106,37 @@ std::vector<MetricFamily> BrokerCollector::Collect() const {
   return out;
 }
 
+std::vector<MetricFamily> ClusterCollector::Collect() const {
+  std::vector<MetricFamily> out;
+  auto one = [&](const char* name, const char* help, MetricType type, double value) {
+    MetricFamily f;
+    f.name = name;
+    f.help = help;
+    f.type = type;
+    ClientMetric m;
+    if (type == MetricType::Counter) {
+      m.counter.value = value;
+    } else {
+      m.gauge.value = value;
+    }
+    f.metric.push_back(std::move(m));
+    out.push_back(std::move(f));
+  };
+  const cluster::PartitionMap map = node_.map();
+  one("shardmq_cluster_members", "Cluster members with a live lease, as this node sees them.",
+      MetricType::Gauge, static_cast<double>(node_.live_members()));
+  one("shardmq_cluster_partition_map_revision",
+      "Revision of the partition map this node has applied (0: none yet).", MetricType::Gauge,
+      static_cast<double>(map.revision));
+  one("shardmq_cluster_partitions_led", "Partitions this node leads in that map.",
+      MetricType::Gauge,
+      static_cast<double>(map.revision == 0 ? 0 : map.CountLedBy(node_.node_id())));
+  one("shardmq_cluster_controller", "1 if this node is the elected controller.",
+      MetricType::Gauge, node_.is_controller() ? 1 : 0);
+  one("shardmq_cluster_lease_losses_total",
+      "Times this node's membership lease expired before it was renewed.", MetricType::Counter,
+      static_cast<double>(node_.lease_losses()));
+  return out;
+}
+
 }  // namespace shardmq::broker::app

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "broker/session/broker_core.h"
+#include "cluster/cluster_node.h"
 #include "prometheus/client_metric.h"
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
@@ -19,6 +20,16 @@ class BrokerCollector final : public prometheus::Collectable {
 
  private:
   session::BrokerCore& core_;
+};
+
+// /metrics for the cluster layer (only with --etcd): membership, the partition map, leases.
+class ClusterCollector final : public prometheus::Collectable {
+ public:
+  explicit ClusterCollector(const cluster::ClusterNode& node) : node_(node) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  const cluster::ClusterNode& node_;
 };
 
 }  // namespace shardmq::broker::app

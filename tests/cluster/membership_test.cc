@@ -185,6 +185,35 @@ TEST_F(MembershipTest, AStartingNodeGetsTheCurrentMapAtOnce) {
   EXPECT_TRUE(AllPlaced(f->callbacks.last(), {"a"}));
 }
 
+TEST_F(MembershipTest, DrainHandsEveryPartitionToTheOthersAndWaitsForTheMap) {
+  auto a = MakeNode("a");
+  auto b = MakeNode("b");
+  ASSERT_OK(a->membership->Start());
+  ASSERT_OK(b->membership->Start());
+  ASSERT_TRUE(test::WaitFor([&] { return AllPlaced(b->callbacks.last(), {"a", "b"}); }, 15s));
+  ASSERT_OK(b->membership->Drain(10s));
+  // Drain returned only once b's own view of the map shows it leads nothing.
+  EXPECT_EQ(b->membership->map().CountLedBy("b"), 0u);
+  EXPECT_TRUE(test::WaitFor([&] { return a->callbacks.last().CountLedBy("a") == kPartitions; },
+                            15s));
+  // The next incarnation of b is active again and takes its share back.
+  b->membership->Stop();
+  auto b2 = MakeNode("b");
+  ASSERT_OK(b2->membership->Start());
+  EXPECT_TRUE(test::WaitFor([&] { return AllPlaced(a->callbacks.last(), {"a", "b"}); }, 15s));
+}
+
+TEST_F(MembershipTest, DrainWithNowhereToGoFailsAtOnce) {
+  auto a = MakeNode("a");
+  ASSERT_OK(a->membership->Start());
+  ASSERT_TRUE(test::WaitFor([&] { return AllPlaced(a->callbacks.last(), {"a"}); }, 15s));
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status st = a->membership->Drain(30s);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_EQ(a->membership->map().CountLedBy("a"), kPartitions);
+}
+
 TEST_F(MembershipTest, ANodeWithAnotherPartitionCountIsRefused) {
   auto a = MakeNode("a");
   ASSERT_OK(a->membership->Start());

@@ -171,3 +171,88 @@ def test_ctl_status_without_a_cluster(etcd):
     assert out.returncode == 1 and "no cluster under /shardmq/" in out.stderr
     out = subprocess.run([SHARDMQ, "ctl", "status"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "--etcd" in out.stderr
+
+
+def test_cluster_metrics_on_the_real_metrics_endpoint_pass_promtool(etcd, cluster_node):
+    import urllib.request
+    a = cluster_node("a")
+    b = cluster_node("b")
+    status = wait_until(lambda: placed_on(ctl_status(etcd), ["a", "b"]) and ctl_status(etcd))
+    assert status
+    nodes = nodes_by_id(status)
+    for node in (a, b):
+        nid = node.name
+        assert wait_until(lambda: node.metric("shardmq_cluster_partition_map_revision") ==
+                          status["map_revision"], timeout=5)
+        assert node.metric("shardmq_cluster_members") == 2
+        assert node.metric("shardmq_cluster_partitions_led") == nodes[nid]["partitions_led"]
+        assert node.metric("shardmq_cluster_controller") == (1 if nodes[nid]["controller"] else 0)
+        assert node.metric("shardmq_cluster_lease_losses_total") == 0
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % a.admin_port, timeout=10) as r:
+        text = r.read()
+    out = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # The partitions led across the nodes add up to the whole map.
+    assert a.metric("shardmq_cluster_partitions_led") + \
+        b.metric("shardmq_cluster_partitions_led") == 256
+
+
+def ctl(etcd, *args, timeout=60):
+    return subprocess.run([SHARDMQ, "ctl"] + list(args) + ["--etcd", etcd.endpoint],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_ctl_drain_moves_a_nodes_partitions_away_and_undrain_brings_them_back(etcd, cluster_node):
+    for n in ("a", "b", "c"):
+        cluster_node(n)
+    assert wait_until(lambda: placed_on(ctl_status(etcd), ["a", "b", "c"]))
+    out = ctl(etcd, "drain", "c", "--wait", "--timeout", "20")
+    assert out.returncode == 0, out.stderr
+    assert "c: draining" in out.stdout and "c leads no partition" in out.stdout
+    status = ctl_status(etcd)
+    nodes = nodes_by_id(status)
+    assert nodes["c"]["partitions_led"] == 0 and nodes["c"]["store_state"] == "draining"
+    assert nodes["c"]["alive"]
+    assert nodes["a"]["partitions_led"] + nodes["b"]["partitions_led"] == 256
+    out = ctl(etcd, "undrain", "c")
+    assert out.returncode == 0, out.stderr
+    back = wait_until(lambda: placed_on(ctl_status(etcd), ["a", "b", "c"]) and ctl_status(etcd))
+    assert back and nodes_by_id(back)["c"]["store_state"] == "active"
+
+
+def test_ctl_drain_refuses_unknown_nodes_and_bad_usage(etcd, cluster_node):
+    cluster_node("a")
+    assert wait_until(lambda: placed_on(ctl_status(etcd), ["a"]))
+    out = ctl(etcd, "drain", "nobody")
+    assert out.returncode == 1 and "nobody is not a store node" in out.stderr
+    out = ctl(etcd, "drain")
+    assert out.returncode == 2 and "which node" in out.stderr
+    out = ctl(etcd, "drain", "a", "--wait", "--timeout", "1")  # nowhere to move: times out
+    assert out.returncode == 1 and "still leads 256 partitions" in out.stderr
+
+
+def test_sigterm_on_a_store_node_drains_it_before_it_exits(etcd, cluster_node):
+    a = cluster_node("a")
+    b = cluster_node("b")
+    assert wait_until(lambda: placed_on(ctl_status(etcd), ["a", "b"]))
+    assert b.stop() == 0
+    # Already moved when the process is gone: nothing waits for a TTL.
+    status = ctl_status(etcd)
+    nodes = nodes_by_id(status)
+    assert not nodes["b"]["alive"] and nodes["b"]["partitions_led"] == 0
+    assert nodes["b"]["store_state"] == "draining"
+    assert nodes["a"]["partitions_led"] == 256
+    assert "drained: this node leads no partition" in b.log_tail()
+    # Back with the same data directory: active again, its share returns.
+    b.start()
+    assert wait_until(lambda: placed_on(ctl_status(etcd), ["a", "b"]))
+
+
+def test_sigterm_on_the_last_store_node_exits_without_waiting(etcd, cluster_node):
+    a = cluster_node("a")
+    assert wait_until(lambda: placed_on(ctl_status(etcd), ["a"]))
+    started = time.time()
+    assert a.stop() == 0
+    assert time.time() - started < 5
+    assert "exiting without a complete drain" in a.log_tail()

@@ -233,7 +233,7 @@ TEST(ConfigTest, ApplyDefaultsSetsEveryOptionalField) {
     }
   }
   // Config scalars + MqttConfig + AdminConfig + StorageConfig + ClusterConfig
-  EXPECT_EQ(checked, 4 + 15 + 1 + 2 + 5);
+  EXPECT_EQ(checked, 4 + 15 + 1 + 2 + 6);
 }
 
 // The value of a scalar field as it would be written after "Default" in config.proto.
@@ -312,7 +312,7 @@ TEST(ConfigTest, ApplyDefaultsMatchesConfigProtoComments) {
       ++compared;
     }
   }
-  EXPECT_EQ(compared, 3 + 15 + 1 + 2 + 5);  // every scalar except node_id
+  EXPECT_EQ(compared, 3 + 15 + 1 + 2 + 6);  // every scalar except node_id
 }
 
 TEST(ConfigTest, ApplyDefaultsKeepsExplicitValues) {
@@ -384,6 +384,8 @@ std::vector<BoundCase> BoundedFields() {
       {"cluster.lease_ttl", [](C* c, uint64_t v) { c->mutable_cluster()->set_lease_ttl(v); }, 2,
        60},
       {"cluster.vnodes", [](C* c, uint64_t v) { c->mutable_cluster()->set_vnodes(v); }, 1, 1024},
+      {"cluster.drain_timeout",
+       [](C* c, uint64_t v) { c->mutable_cluster()->set_drain_timeout(v); }, 0, 3600},
   };
 }
 
