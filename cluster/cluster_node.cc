@@ -5,11 +5,14 @@
 
 namespace shardmq::cluster {
 
-absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Start(ClusterNodeOptions options) {
+absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Start(ClusterNodeOptions options,
+                                                                LocalDelivery& local) {
   std::unique_ptr<ClusterNode> node(new ClusterNode(std::move(options)));
   const ClusterNodeOptions& o = node->options_;
   ClusterNode* raw = node.get();
-  auto server = NodeServer::Start(o.cluster_listen, [raw] { return raw->Health(); });
+  node->router_ = std::make_unique<ClusterRouter>(o.node_id, local);
+  auto server =
+      NodeServer::Start(o.cluster_listen, [raw] { return raw->Health(); }, node->router_.get());
   if (!server.ok()) return server.status();
   node->server_ = std::move(*server);
   auto hp = ParseHostPort(o.cluster_listen);
@@ -43,6 +46,7 @@ ClusterNode::~ClusterNode() { Stop(); }
 
 void ClusterNode::Stop() {
   if (membership_) membership_->Stop();
+  if (router_) router_->Stop();
   if (server_) server_->Stop();
 }
 
@@ -70,6 +74,7 @@ void ClusterNode::OnPartitionMap(const PartitionMap& map) {
     map_ = map;
     led = map_.CountLedBy(options_.node_id);
   }
+  router_->OnMap(map);
   SHARDMQ_LOG(INFO) << "cluster: partition map revision " << map.revision << ", this node leads "
                     << led << " of " << map.record.partitions() << " partitions";
 }

@@ -2,9 +2,9 @@
 // other nodes (NodeServer), the etcd client and the membership (lease, controller election,
 // partition map). What the broker needs from the cluster goes through here.
 //
-// Scope today (issue #5, first part): membership, the partition map and health. Publishes,
-// sessions and routes do not cross nodes yet: each node still serves its own clients as a
-// single node does. docs/cluster.md says what works.
+// Scope today (issue #5, in progress): membership, the partition map, health, and publishes
+// between clients on different nodes (ClusterRouter). Sessions stay on the node of their
+// connection. docs/cluster.md says what works.
 //
 // Thread-safety: Start/Stop from the app's main thread; accessors from any thread.
 #pragma once
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cluster/cluster_router.h"
 #include "cluster/etcd_client.h"
 #include "cluster/membership.h"
 #include "cluster/node_server.h"
@@ -38,7 +39,10 @@ struct ClusterNodeOptions {
 class ClusterNode final : public MembershipCallbacks {
  public:
   // Listens, connects to etcd and joins. The error names what failed (address, etcd, meta).
-  static absl::StatusOr<std::unique_ptr<ClusterNode>> Start(ClusterNodeOptions options);
+  // `local` (the broker) receives the messages other nodes publish for this node's clients;
+  // it must outlive the node.
+  static absl::StatusOr<std::unique_ptr<ClusterNode>> Start(ClusterNodeOptions options,
+                                                            LocalDelivery& local);
   ~ClusterNode() override;
   // Moves this node's partitions to the other store nodes and waits (Membership::Drain).
   absl::Status Drain(std::chrono::milliseconds timeout) { return membership_->Drain(timeout); }
@@ -54,14 +58,23 @@ class ClusterNode final : public MembershipCallbacks {
   const std::string& node_id() const { return options_.node_id; }
   v1::HealthResponse Health() const;
 
+  // What the broker calls to reach the other nodes.
+  Router& router() { return *router_; }
+  ClusterRouter::Stats router_stats() const { return router_->stats(); }
+
   // MembershipCallbacks
   void OnPartitionMap(const PartitionMap& map) override;
   void OnLeaseLost() override;
+  void OnLease(int64_t lease) override { router_->SetLease(lease); }
+  void OnMembers(const std::map<std::string, v1::MemberRecord>& members) override {
+    router_->OnMembers(members);
+  }
 
  private:
   explicit ClusterNode(ClusterNodeOptions options) : options_(std::move(options)) {}
 
   const ClusterNodeOptions options_;
+  std::unique_ptr<ClusterRouter> router_;
   std::unique_ptr<NodeServer> server_;
   std::unique_ptr<EtcdClient> etcd_;
   std::unique_ptr<Membership> membership_;

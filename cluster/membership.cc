@@ -215,8 +215,10 @@ absl::Status Membership::Start() {
   watch_ = etcd_.WatchPrefix(options_.prefix, all->revision + 1,
                              [this](const std::vector<EtcdEvent>& events, int64_t,
                                     bool compacted) { OnEvents(events, compacted); });
+  callbacks_.OnLease(lease_.load());
   thread_ = std::thread([this] { Loop(); });
-  DeliverMap();  // the map that was already there
+  DeliverMembers();  // the members and the map that were already there
+  DeliverMap();
   SHARDMQ_LOG(INFO) << "joined the cluster as " << options_.node_id << " (role "
                     << RoleName(options_.role) << ", lease " << lease_.load() << ", ttl "
                     << options_.lease_ttl_s << " s)";
@@ -242,20 +244,22 @@ void Membership::Stop() {
 
 absl::Status Membership::Drain(std::chrono::milliseconds timeout) {
   if (!started_ || !HoldsPartitions(options_.role)) return absl::OkStatus();
-  {
-    std::lock_guard lock(mu_);
-    bool other = false;
+  // Under mu_: whether another live, active store node could take the partitions.
+  auto other_store = [this] {
     for (const auto& [id, rec] : stores_) {
       if (id != options_.node_id && rec.state() == v1::StoreRecord::ACTIVE &&
           members_.contains(id)) {
-        other = true;
+        return true;
       }
     }
+    return false;
+  };
+  const absl::Status nowhere =
+      absl::FailedPreconditionError("no other live store node to take this node's partitions");
+  {
+    std::lock_guard lock(mu_);
     if (map_.revision != 0 && map_.CountLedBy(options_.node_id) == 0) return absl::OkStatus();
-    if (!other) {
-      return absl::FailedPreconditionError(
-          "no other live store node to take this node's partitions");
-    }
+    if (!other_store()) return nowhere;
   }
   v1::StoreRecord store;
   store.set_node_id(options_.node_id);
@@ -265,10 +269,12 @@ absl::Status Membership::Drain(std::chrono::milliseconds timeout) {
   if (!put.ok()) return put.status();
   SHARDMQ_LOG(INFO) << "draining: waiting for the controller to move this node's partitions";
   std::unique_lock lock(mu_);
-  const bool drained = cv_.wait_for(lock, timeout, [this] {
-    return map_.revision != 0 && map_.CountLedBy(options_.node_id) == 0;
+  // Also stop waiting when the others leave or drain too (a whole cluster stopping at once).
+  const bool done = cv_.wait_for(lock, timeout, [&] {
+    return (map_.revision != 0 && map_.CountLedBy(options_.node_id) == 0) || !other_store();
   });
-  if (!drained) {
+  if (done && map_.CountLedBy(options_.node_id) != 0) return nowhere;
+  if (!done) {
     return absl::DeadlineExceededError("drain: still leading " +
                                        std::to_string(map_.CountLedBy(options_.node_id)) +
                                        " partitions after " + std::to_string(timeout.count()) +
@@ -293,6 +299,7 @@ void Membership::Apply(const EtcdEvent& event) {
     } else {
       members_.erase(id);
     }
+    ++members_version_;
     dirty_ = true;
   } else if (name.starts_with("stores/")) {
     const std::string id = suffix_after("stores/");
@@ -334,7 +341,20 @@ void Membership::OnEvents(const std::vector<EtcdEvent>& events, bool compacted) 
     }
     cv_.notify_all();
   }
+  DeliverMembers();
   DeliverMap();
+}
+
+void Membership::DeliverMembers() {
+  std::lock_guard deliver_lock(deliver_mu_);
+  std::map<std::string, v1::MemberRecord> members;
+  {
+    std::lock_guard lock(mu_);
+    if (members_version_ == delivered_members_) return;
+    delivered_members_ = members_version_;
+    members = members_;
+  }
+  callbacks_.OnMembers(members);
 }
 
 void Membership::DeliverMap() {
@@ -445,6 +465,7 @@ void Membership::Loop() {
         auto lease = etcd_.GrantLease(options_.lease_ttl_s);
         if (lease.ok()) {
           lease_ = *lease;
+          callbacks_.OnLease(*lease);
           absl::Status st = PutMember();
           if (st.ok()) renewed_at = Clock::now();
           else SHARDMQ_LOG(WARNING) << "rejoining: " << st.message();

@@ -71,6 +71,10 @@ class MembershipCallbacks {
   // was stopped): the cluster may already treat this node as gone. The membership keeps trying
   // to rejoin with a new lease.
   virtual void OnLeaseLost() = 0;
+  // The node's lease, when it joins and whenever it rejoins with a new one.
+  virtual void OnLease(int64_t lease) {}
+  // The live members changed (node id -> record, this node included).
+  virtual void OnMembers(const std::map<std::string, v1::MemberRecord>& members) {}
 };
 
 struct MembershipOptions {
@@ -119,6 +123,7 @@ class Membership {
   void OnEvents(const std::vector<EtcdEvent>& events, bool compacted);
   void Apply(const EtcdEvent& event);  // under mu_
   void DeliverMap();                   // hands a newer map to callbacks_ (not under mu_)
+  void DeliverMembers();               // hands changed members to callbacks_ (not under mu_)
   void Loop();
   void Campaign();
   void Reconcile();
@@ -138,6 +143,8 @@ class Membership {
   PartitionMap map_;
   std::mutex deliver_mu_;            // one delivery at a time, in revision order
   int64_t delivered_revision_ = 0;  // last map revision handed to callbacks_ (deliver_mu_)
+  uint64_t members_version_ = 0;    // bumped on every change of members_ (mu_)
+  uint64_t delivered_members_ = 0;  // last members_version_ handed over (deliver_mu_)
 
   std::atomic<bool> controller_{false};
   std::atomic<int64_t> lease_{0};

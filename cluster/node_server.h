@@ -1,5 +1,5 @@
 // The node's gRPC server for the other nodes and for `shardmq ctl` (proto/cluster.proto).
-// Today it serves the Node service (Health); the data-plane services join it as they are built.
+// It serves the Node service (Health) and the Peer service (the streams between nodes).
 // No gRPC type appears here: cluster/grpc/node_server.cc is the implementation.
 //
 // Thread-safety: Start and Stop from one thread. `status` is called on gRPC's threads.
@@ -16,12 +16,23 @@
 
 namespace shardmq::cluster {
 
+// Handles the items of incoming peer streams (Peer.Stream). Called on a gRPC thread per stream,
+// items of one stream in order; a batch is acknowledged once Handle returned for all its items.
+class PeerHandler {
+ public:
+  virtual ~PeerHandler() = default;
+  virtual void Handle(const std::string& sender, int64_t sender_lease,
+                      const v1::PeerItem& item) = 0;
+};
+
 class NodeServer {
  public:
   using StatusFn = std::function<v1::HealthResponse()>;
   // Listens on `listen` ("HOST:PORT", port 0 = ephemeral). Unavailable if it cannot bind.
+  // `peers` (may be null: Peer.Stream then answers UNAVAILABLE) must outlive the server.
   static absl::StatusOr<std::unique_ptr<NodeServer>> Start(const std::string& listen,
-                                                           StatusFn status);
+                                                           StatusFn status,
+                                                           PeerHandler* peers = nullptr);
   virtual ~NodeServer() = default;
   virtual uint16_t port() const = 0;
   // Stops serving; in-flight calls get a short grace period.

@@ -189,12 +189,14 @@ int Run(const Flags& flags) {
     co.lease_ttl_s = cfg.cluster().lease_ttl();
     co.partitions = cfg.storage().partitions();
     co.vnodes = cfg.cluster().vnodes();
-    auto started = cluster::ClusterNode::Start(std::move(co));
+    auto started = cluster::ClusterNode::Start(std::move(co), *core);
     if (!started.ok()) {
       SHARDMQ_LOG(ERROR) << "cannot join the cluster: " << started.status().message();
       return 1;
     }
     cluster_node = std::move(*started);
+    core->set_router(&cluster_node->router());
+    core->RegisterRecoveredRoutes();
   }
 
   auto collector = std::make_shared<BrokerCollector>(*core);

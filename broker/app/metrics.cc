@@ -133,6 +133,30 @@ std::vector<MetricFamily> ClusterCollector::Collect() const {
       static_cast<double>(map.revision == 0 ? 0 : map.CountLedBy(node_.node_id())));
   one("shardmq_cluster_controller", "1 if this node is the elected controller.",
       MetricType::Gauge, node_.is_controller() ? 1 : 0);
+  const cluster::ClusterRouter::Stats rs = node_.router_stats();
+  one("shardmq_cluster_forwarded_total",
+      "Publishes from local clients handed to their topic's owner on another node.",
+      MetricType::Counter, static_cast<double>(rs.forwarded));
+  one("shardmq_cluster_forward_errors_total",
+      "Publishes that could not reach their topic's owner (down, unknown, stream broken).",
+      MetricType::Counter, static_cast<double>(rs.forward_errors));
+  one("shardmq_cluster_delivered_in_total",
+      "Messages from other nodes delivered to this node's sessions.", MetricType::Counter,
+      static_cast<double>(rs.delivered_in));
+  one("shardmq_cluster_routed_out_total",
+      "Messages this node, as a topic's owner, sent on to other nodes.", MetricType::Counter,
+      static_cast<double>(rs.routed_out));
+  one("shardmq_cluster_owner_routes",
+      "Routes of other nodes (and this one) held by this node as a topic owner.",
+      MetricType::Gauge, static_cast<double>(rs.owner_routes));
+  one("shardmq_cluster_local_filters", "Filters this node's sessions subscribe to, registered "
+      "at their owners.", MetricType::Gauge, static_cast<double>(rs.local_filters));
+  one("shardmq_cluster_peer_batches_total",
+      "gRPC messages sent to other nodes on the open peer links (each carries many items).",
+      MetricType::Counter, static_cast<double>(rs.batches_out));
+  one("shardmq_cluster_peer_items_total",
+      "Items (publishes, deliveries, route changes) sent to other nodes on the open peer links.",
+      MetricType::Counter, static_cast<double>(rs.items_out));
   one("shardmq_cluster_lease_losses_total",
       "Times this node's membership lease expired before it was renewed.", MetricType::Counter,
       static_cast<double>(node_.lease_losses()));

@@ -88,9 +88,47 @@ void WorkerCore::Publish(std::shared_ptr<Message> message) {
 }
 
 void LocalTopicOwner::Publish(std::shared_ptr<Message> message, Done done) {
+  cluster::Router* router = core_.broker().router();
+  if (router == nullptr) {
+    core_.Publish(std::move(message));
+    if (done) core_.AfterCommit(std::move(done));
+    core_.CommitIfLarge();
+    return;
+  }
+  // In a cluster the message also goes to the topic's owner, for the other nodes' subscribers;
+  // the publisher's acknowledgement waits for the owner too.
+  records::Message rec = ToRecord(*message);
   core_.Publish(std::move(message));
-  if (done) core_.AfterCommit(std::move(done));
+  if (!done) {
+    router->Forward(rec, nullptr);
+    core_.CommitIfLarge();
+    return;
+  }
+  const uint64_t ticket = core_.OpenAck(std::move(done), 2);
+  WorkerCore* core = &core_;
+  core_.AfterCommit([core, ticket](const absl::Status& st) { core->CompleteAck(ticket, st); });
+  router->Forward(rec, [core, ticket](const absl::Status& st) {
+    core->worker().Post([core, ticket, st] { core->CompleteAck(ticket, st); });
+  });
   core_.CommitIfLarge();
+}
+
+uint64_t WorkerCore::OpenAck(TopicOwner::Done done, int parts) {
+  acks_.push_back(PendingAck{std::move(done), parts, absl::OkStatus()});
+  return acks_base_ + acks_.size() - 1;
+}
+
+void WorkerCore::CompleteAck(uint64_t ticket, const absl::Status& status) {
+  if (ticket < acks_base_ || ticket - acks_base_ >= acks_.size()) return;
+  PendingAck& a = acks_[ticket - acks_base_];
+  if (!status.ok() && a.status.ok()) a.status = status;
+  --a.parts_left;
+  while (!acks_.empty() && acks_.front().parts_left <= 0) {
+    PendingAck front = std::move(acks_.front());
+    acks_.pop_front();
+    ++acks_base_;
+    if (front.done) front.done(front.status);
+  }
 }
 
 void WorkerCore::UpdateRetained(const Message& message) {
@@ -492,6 +530,11 @@ void WorkerCore::EndSession(Session& session) {
   }
   stats_.subscriptions.fetch_sub(static_cast<int64_t>(session.subscriptions.size()),
                                  std::memory_order_relaxed);
+  if (cluster::Router* router = broker_.router()) {
+    for (const Removal& r : removals) {
+      if (r.group.empty()) router->RemoveRoute(r.filter);
+    }
+  }
   Broadcast([cid, gen, removals = std::move(removals)](WorkerCore& w) {
     for (const auto& r : removals) w.routes().Remove(cid, r.group, r.filter, gen);
     w.routes().RemoveLocation(cid, gen);
@@ -653,6 +696,27 @@ void BrokerCore::Recover(storage::Snapshot snapshot) {
 }
 
 BrokerCore::~BrokerCore() = default;
+
+void BrokerCore::RegisterRecoveredRoutes() {
+  if (router_ == nullptr) return;
+  for (auto& c : cores_) {
+    for (const auto& [cid, s] : c->sessions_) {
+      for (const auto& [full, o] : s->subscriptions) {
+        topic::SharedFilter shared;
+        if (topic::ParseShared(full, &shared) == topic::ParseSharedResult::kShared) continue;
+        router_->AddRoute(full, nullptr);
+      }
+    }
+  }
+}
+
+void BrokerCore::DeliverLocal(records::Message message) {
+  const int w = static_cast<int>(Hash64(message.topic()) % cores_.size());
+  WorkerCore* core = cores_[w].get();
+  core->worker().Post([core, m = std::make_shared<Message>(FromRecord(message))]() mutable {
+    core->Publish(std::move(m));
+  });
+}
 
 BrokerCore::ClaimResult BrokerCore::Claim(const std::string& client_id, int by, int* from) {
   std::lock_guard lock(dir_mu_);

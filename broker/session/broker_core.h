@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -27,6 +28,7 @@
 #include "broker/session/message.h"
 #include "broker/session/route_table.h"
 #include "broker/session/topic_owner.h"
+#include "cluster/router.h"
 #include "common/clock.h"
 #include "proto/config.pb.h"
 #include "storage/batch.h"
@@ -116,6 +118,14 @@ class WorkerCore {
   // Delivers to a session resident on this worker (or forwards it if the session moved).
   void DeliverLocal(Delivery&& delivery);
 
+  // Cluster mode: a publisher's acknowledgement waits for two things, the local commit and the
+  // topic owner's answer, and acknowledgements must still go out in publish order. OpenAck
+  // takes `done` and returns a ticket; each part calls CompleteAck(ticket, status) on this
+  // worker; `done` runs (with the first error, if any) once both parts are in and every
+  // earlier ticket's `done` has run.
+  uint64_t OpenAck(TopicOwner::Done done, int parts);
+  void CompleteAck(uint64_t ticket, const absl::Status& status);
+
   // QoS 0 backpressure across workers. A session of this worker whose connection has more than
   // kCongestedBytes unwritten is marked congested; other workers then drop QoS 0 deliveries to it
   // where they are published (counted as qos0_backpressure there) instead of handing them over
@@ -204,6 +214,13 @@ class WorkerCore {
   int inflight_commits_ = 0;
   size_t uncommitted_deliveries_ = 0;  // stored deliveries in batch_
   int publish_depth_ = 0;              // nested Publish calls in progress
+  struct PendingAck {
+    TopicOwner::Done done;
+    int parts_left = 0;
+    absl::Status status;
+  };
+  std::deque<PendingAck> acks_;  // OpenAck tickets, oldest first
+  uint64_t acks_base_ = 0;       // ticket of acks_.front()
   // Sessions that moved away, still forwarding until every worker knows the new location.
   struct Forward {
     int to = 0;
@@ -240,13 +257,24 @@ class WorkerCore {
 };
 
 // Process-wide broker state shared by the workers.
-class BrokerCore {
+class BrokerCore final : public cluster::LocalDelivery {
  public:
   // `mqtt` must have every optional field set (broker/app applies the defaults).
   BrokerCore(const config::Config& config, storage::Storage& storage,
              storage::RetainedIndex& retained, const Clock& clock,
              std::vector<net::Worker*> workers);
-  ~BrokerCore();
+  ~BrokerCore() override;
+
+  // The cluster's data plane, when the node is in a cluster (set before the workers start;
+  // nullptr on a single node).
+  void set_router(cluster::Router* router) { router_ = router; }
+  cluster::Router* router() const { return router_; }
+  // Registers the cluster routes of the sessions recovered from storage. Call after
+  // set_router, before the workers start.
+  void RegisterRecoveredRoutes();
+  // cluster::LocalDelivery: a message published on another node, for this node's sessions.
+  // Posted to the worker of hash(topic), so one topic's messages keep their order.
+  void DeliverLocal(records::Message message) override;
 
   const config::Config& config() const { return config_; }
   const config::MqttConfig& mqtt() const { return config_.mqtt(); }
@@ -317,6 +345,7 @@ class BrokerCore {
   std::mutex dir_mu_;
   absl::flat_hash_map<std::string, DirEntry> directory_;
   std::unique_ptr<class SysTopics> sys_;
+  cluster::Router* router_ = nullptr;
 };
 
 }  // namespace shardmq::broker::session

@@ -600,7 +600,70 @@ void ConnectionHandler::HandlePubResponse(codec::PubResponse& r) {
 }
 
 void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
+  cluster::Router* router = core_.broker().router();
+  if (router == nullptr) {
+    ApplySubscribe(s, {}, {});
+    return;
+  }
+  // In a cluster, a new (non-shared) filter first gets this node's route at the filter's
+  // owners, so a publish anywhere after the SUBACK is seen; then the subscription is applied.
+  // A filter whose owner cannot be reached is refused (SUBACK failure code).
+  std::vector<std::string> routed;
+  for (const codec::SubscriptionRequest& req : s.subscriptions) {
+    topic::SharedFilter shared;
+    if (topic::ParseShared(req.filter, &shared) != topic::ParseSharedResult::kNotShared) continue;
+    if (!topic::IsValidFilter(req.filter) || session_->subscriptions.contains(req.filter)) continue;
+    if (std::find(routed.begin(), routed.end(), req.filter) == routed.end()) {
+      routed.push_back(req.filter);
+    }
+  }
+  if (routed.empty()) {
+    ApplySubscribe(s, {}, {});
+    return;
+  }
+  struct Pending {
+    codec::Subscribe packet;
+    std::vector<std::string> routed;
+    std::vector<std::string> failed;
+    size_t left = 0;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->packet = std::move(s);
+  pending->routed = routed;
+  pending->left = routed.size();
+  for (const std::string& filter : routed) {
+    router->AddRoute(filter, [weak = weak_from_this(), worker = &core_.worker(), pending,
+                              filter](const absl::Status& st) {
+      worker->Post([weak, pending, filter, st] {
+        if (!st.ok()) {
+          SHARDMQ_LOG(WARNING) << "subscription to \"" << filter << "\" refused: " << st.message();
+          pending->failed.push_back(filter);
+        }
+        if (--pending->left > 0) return;
+        auto self = weak.lock();
+        if (!self || self->state_ != State::kConnected || self->session_ == nullptr) {
+          // Gone meanwhile: the routes it registered are not needed.
+          cluster::Router* r = self ? self->core_.broker().router() : nullptr;
+          for (const std::string& f : pending->routed) {
+            if (r != nullptr) r->RemoveRoute(f);
+          }
+          return;
+        }
+        self->ApplySubscribe(pending->packet, pending->routed, pending->failed);
+      });
+    });
+  }
+}
+
+void ConnectionHandler::ApplySubscribe(codec::Subscribe& s, const std::vector<std::string>& routed,
+                                       const std::vector<std::string>& failed) {
   const bool v5 = version_ == ProtocolVersion::kV5;
+  cluster::Router* router = core_.broker().router();
+  auto contains = [](const std::vector<std::string>& v, const std::string& f) {
+    return std::find(v.begin(), v.end(), f) != v.end();
+  };
+  // Each routed filter carries one AddRoute: kept by the subscription it creates, or undone.
+  std::vector<std::string> unused = routed;
   const uint8_t invalid = v5 ? static_cast<uint8_t>(ReasonCode::kTopicFilterInvalid) : 0x80;
   uint32_t sub_id = s.properties.subscription_identifiers.empty()
                         ? 0
@@ -625,6 +688,10 @@ void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
       codes.push_back(invalid);
       continue;
     }
+    if (contains(failed, req.filter)) {
+      codes.push_back(v5 ? static_cast<uint8_t>(ReasonCode::kUnspecifiedError) : 0x80);
+      continue;
+    }
     SubscriptionOptions o;
     o.qos = std::min<uint8_t>(req.max_qos, 2);
     o.no_local = v5 && req.no_local;
@@ -633,6 +700,13 @@ void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
     o.subscription_id = sub_id;
     auto [it, inserted] = session_->subscriptions.insert_or_assign(req.filter, o);
     if (inserted) core_.stats().subscriptions.fetch_add(1, std::memory_order_relaxed);
+    if (router != nullptr && kind == topic::ParseSharedResult::kNotShared && inserted) {
+      if (auto u = std::find(unused.begin(), unused.end(), req.filter); u != unused.end()) {
+        unused.erase(u);  // this subscription keeps the route registered for it
+      } else {
+        router->AddRoute(req.filter, nullptr);  // not registered ahead (cannot happen today)
+      }
+    }
     session_->StoreSubscription(req.filter, o);
     RouteChange ch;
     ch.entry.client_id = client_id_;
@@ -649,6 +723,9 @@ void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
     ch.options = o;
     changes.push_back(std::move(ch));
     codes.push_back(o.qos);
+  }
+  for (const std::string& f : unused) {
+    if (router != nullptr) router->RemoveRoute(f);  // failed ones were counted too
   }
   std::vector<RouteEntry> entries;
   entries.reserve(changes.size());
@@ -728,6 +805,7 @@ void ConnectionHandler::HandleUnsubscribe(codec::Unsubscribe& u) {
       removals.push_back({std::string(shared.group), std::string(shared.filter)});
     } else {
       removals.push_back({"", f});
+      if (cluster::Router* router = core_.broker().router()) router->RemoveRoute(f);
     }
   }
   const uint16_t packet_id = u.packet_id;

@@ -81,6 +81,11 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   void HandlePublish(codec::Publish& publish);
   void HandlePubResponse(codec::PubResponse& response);
   void HandleSubscribe(codec::Subscribe& subscribe);
+  // The subscription itself, once any cluster routes are registered: `routed` got an AddRoute
+  // each (kept by the subscription it creates, undone otherwise); `failed` could not be
+  // registered and are refused.
+  void ApplySubscribe(codec::Subscribe& subscribe, const std::vector<std::string>& routed,
+                      const std::vector<std::string>& failed);
   void HandleUnsubscribe(codec::Unsubscribe& unsubscribe);
   void HandleDisconnect(codec::Disconnect& disconnect);
   void DeliverRetained(const std::vector<RouteChange>& changes);

@@ -173,7 +173,8 @@ void Session::PublishWill() {
   if (w.message_expiry_s != 0) {
     m->expiry_at_ms = core_->broker().clock().NowMs() + int64_t{w.message_expiry_s} * 1000;
   }
-  core_->Publish(std::move(m));
+  // Through the topic's owner, like a client's publish: in a cluster it reaches other nodes.
+  core_->topic_owner(m->topic).Publish(std::move(m), nullptr);
 }
 
 void Session::Persist() {

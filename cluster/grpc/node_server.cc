@@ -20,9 +20,35 @@ class NodeService final : public v1::Node::Service {
   NodeServer::StatusFn status_;
 };
 
+class PeerService final : public v1::Peer::Service {
+ public:
+  explicit PeerService(PeerHandler* handler) : handler_(handler) {}
+  grpc::Status Stream(grpc::ServerContext*,
+                      grpc::ServerReaderWriter<v1::PeerAck, v1::PeerBatch>* stream) override {
+    if (handler_ == nullptr) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "this node takes no peer streams");
+    }
+    v1::PeerBatch batch;
+    while (stream->Read(&batch)) {
+      for (const v1::PeerItem& item : batch.items()) {
+        handler_->Handle(batch.sender(), batch.sender_lease(), item);
+      }
+      if (batch.items_size() == 0) continue;
+      v1::PeerAck ack;
+      ack.set_seq(batch.first_seq() + static_cast<uint64_t>(batch.items_size()) - 1);
+      if (!stream->Write(ack)) break;
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  PeerHandler* handler_;
+};
+
 class GrpcNodeServer final : public NodeServer {
  public:
-  explicit GrpcNodeServer(StatusFn status) : service_(std::move(status)) {}
+  GrpcNodeServer(StatusFn status, PeerHandler* peers)
+      : service_(std::move(status)), peer_service_(peers) {}
   ~GrpcNodeServer() override { Stop(); }
 
   absl::Status Listen(const std::string& listen) {
@@ -30,6 +56,7 @@ class GrpcNodeServer final : public NodeServer {
     int port = 0;
     builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(&service_);
+    builder.RegisterService(&peer_service_);
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port == 0) {
       return absl::UnavailableError("cluster.cluster_addr " + listen +
@@ -48,6 +75,7 @@ class GrpcNodeServer final : public NodeServer {
 
  private:
   NodeService service_;
+  PeerService peer_service_;
   std::unique_ptr<grpc::Server> server_;
   uint16_t port_ = 0;
 };
@@ -55,8 +83,9 @@ class GrpcNodeServer final : public NodeServer {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const std::string& listen,
-                                                              StatusFn status) {
-  auto server = std::make_unique<GrpcNodeServer>(std::move(status));
+                                                              StatusFn status,
+                                                              PeerHandler* peers) {
+  auto server = std::make_unique<GrpcNodeServer>(std::move(status), peers);
   absl::Status st = server->Listen(listen);
   if (!st.ok()) return st;
   return server;

@@ -1,0 +1,362 @@
+#include "cluster/cluster_router.h"
+
+#include "common/hash.h"
+#include "common/log.h"
+
+namespace shardmq::cluster {
+namespace {
+
+bool HasWildcard(const std::string& filter) {
+  return filter.find_first_of("+#") != std::string::npos;
+}
+
+v1::PeerItem RouteItemOf(const std::string& filter, bool add) {
+  v1::PeerItem item;
+  item.mutable_route()->set_filter(filter);
+  item.mutable_route()->set_add(add);
+  return item;
+}
+
+}  // namespace
+
+ClusterRouter::ClusterRouter(std::string self_id, LocalDelivery& local)
+    : self_(std::move(self_id)), local_(local) {}
+
+ClusterRouter::~ClusterRouter() { Stop(); }
+
+void ClusterRouter::Stop() {
+  std::map<std::string, std::shared_ptr<PeerLink>> links;
+  {
+    std::lock_guard lock(mu_);
+    stopped_ = true;
+    links.swap(links_);
+  }
+  links.clear();  // joins the links' threads; their pending items fail
+}
+
+std::vector<ClusterRouter::Owner> ClusterRouter::OwnersOfLocked(const std::string& filter) const {
+  std::vector<Owner> out;
+  if (HasWildcard(filter)) {
+    for (const auto& [id, m] : members_) {
+      if (m.role() != "frontend") out.push_back(Owner{id, m.lease()});
+    }
+    return out;
+  }
+  if (map_.revision == 0 || map_.record.partitions() == 0) return out;
+  const uint32_t p = PartitionOf(filter, map_.record.partitions());
+  const std::string& leader = map_.LeaderOf(p);
+  if (leader.empty()) return out;
+  auto m = members_.find(leader);
+  out.push_back(Owner{leader, m == members_.end() ? 0 : m->second.lease()});  // 0: down
+  return out;
+}
+
+void ClusterRouter::RegisterLocked(const std::string& filter, LocalFilter& lf,
+                                   std::vector<Outgoing>* out) {
+  const std::vector<Owner> owners = OwnersOfLocked(filter);
+  // Failures matter only to AddRoute calls waiting; a resync just tries again next time.
+  const bool waiting = !lf.waiters.empty();
+  if (owners.empty() && waiting && lf.failure.ok()) {
+    lf.failure = absl::UnavailableError(
+        HasWildcard(filter) ? std::string("no live store node to hold the route")
+                            : "no store node holds the partition of \"" + filter + "\" yet");
+  }
+  for (const Owner& o : owners) {
+    if (lf.registered.contains(o) || lf.pending.contains(o)) continue;
+    if (o.lease == 0) {
+      if (waiting && lf.failure.ok()) {
+        lf.failure = absl::UnavailableError("the owner of \"" + filter + "\", node " + o.node +
+                                            ", is down");
+      }
+      continue;
+    }
+    if (o.node == self_) {  // in process
+      owner_routes_.Add(self_, lease_, filter);
+      lf.registered.insert(o);
+      continue;
+    }
+    lf.pending.insert(o);
+    out->push_back(Outgoing{o.node, RouteItemOf(filter, true),
+                            [this, filter, o](const absl::Status& st) { OnRouteAck(filter, o, st); }});
+  }
+}
+
+void ClusterRouter::RouteAckLocked(const std::string& filter, const Owner& owner,
+                                   const absl::Status& st,
+                                   std::vector<std::pair<Done, absl::Status>>* ready) {
+  auto it = local_filters_.find(filter);
+  if (it == local_filters_.end()) return;  // removed meanwhile
+  LocalFilter& lf = it->second;
+  if (lf.pending.erase(owner) == 0) return;
+  if (st.ok()) {
+    lf.registered.insert(owner);
+  } else if (lf.failure.ok()) {
+    lf.failure = st;
+  }
+  if (!lf.pending.empty()) return;
+  for (Done& d : lf.waiters) ready->emplace_back(std::move(d), lf.failure);
+  lf.waiters.clear();
+  lf.failure = absl::OkStatus();
+}
+
+void ClusterRouter::OnRouteAck(const std::string& filter, const Owner& owner,
+                               const absl::Status& st) {
+  std::vector<std::pair<Done, absl::Status>> ready;
+  {
+    std::lock_guard lock(mu_);
+    RouteAckLocked(filter, owner, st, &ready);
+  }
+  for (auto& [done, status] : ready) {
+    if (done) done(status);
+  }
+}
+
+void ClusterRouter::AddRoute(const std::string& filter, Done done) {
+  std::vector<Outgoing> out;
+  std::vector<std::pair<Done, absl::Status>> ready;
+  {
+    std::lock_guard lock(mu_);
+    LocalFilter& lf = local_filters_[filter];
+    ++lf.count;
+    const bool settled = lf.pending.empty() && !lf.registered.empty();
+    if (settled && lf.count > 1) {
+      ready.emplace_back(std::move(done), absl::OkStatus());
+    } else {
+      if (done) lf.waiters.push_back(std::move(done));
+      RegisterLocked(filter, lf, &out);
+      if (lf.pending.empty()) {  // nothing to wait for: all in process, or a failure
+        for (Done& d : lf.waiters) ready.emplace_back(std::move(d), lf.failure);
+        lf.waiters.clear();
+        lf.failure = absl::OkStatus();
+      }
+    }
+  }
+  Send(std::move(out));
+  for (auto& [d, status] : ready) {
+    if (d) d(status);
+  }
+}
+
+void ClusterRouter::RemoveRoute(const std::string& filter) {
+  std::vector<Outgoing> out;
+  {
+    std::lock_guard lock(mu_);
+    auto it = local_filters_.find(filter);
+    if (it == local_filters_.end()) return;
+    if (--it->second.count > 0) return;
+    for (const Owner& o : it->second.registered) {
+      if (o.node == self_) {
+        owner_routes_.Remove(self_, lease_, filter);
+      } else {
+        out.push_back(Outgoing{o.node, RouteItemOf(filter, false), nullptr});
+      }
+    }
+    // Owners still pending get the add first and the remove after it, on the same stream.
+    for (const Owner& o : it->second.pending) {
+      out.push_back(Outgoing{o.node, RouteItemOf(filter, false), nullptr});
+    }
+    std::vector<Done> waiters = std::move(it->second.waiters);
+    local_filters_.erase(it);
+    for (Done& d : waiters) {
+      if (d) out.push_back(Outgoing{"", {}, std::move(d)});  // completed below, outside the lock
+    }
+  }
+  Send(std::move(out));
+}
+
+void ClusterRouter::RoutePublishLocked(const std::string& origin, const records::Message& message,
+                                       std::vector<Outgoing>* out, bool* deliver_here) {
+  std::vector<std::string> targets;
+  if (message.retain()) {
+    // Every node keeps every retained message in its own index.
+    for (const auto& [id, m] : members_) targets.push_back(id);
+  } else {
+    targets = owner_routes_.Match(message.topic());
+  }
+  for (const std::string& node : targets) {
+    if (node == origin) continue;  // the origin delivered to its own subscribers
+    if (node == self_) {
+      *deliver_here = true;
+      continue;
+    }
+    v1::PeerItem item;
+    *item.mutable_deliver()->mutable_message() = message;
+    out->push_back(Outgoing{node, std::move(item), nullptr});
+    ++stats_.routed_out;
+  }
+}
+
+void ClusterRouter::Forward(const records::Message& message, Done done) {
+  std::vector<Outgoing> out;
+  absl::Status error;
+  bool here = false;
+  {
+    std::lock_guard lock(mu_);
+    if (map_.revision == 0 || map_.record.partitions() == 0) {
+      error = absl::UnavailableError("no partition map yet");
+    } else {
+      const uint32_t p = PartitionOf(message.topic(), map_.record.partitions());
+      const std::string& leader = map_.LeaderOf(p);
+      if (leader.empty()) {
+        error = absl::UnavailableError("partition " + std::to_string(p) + " has no store node");
+      } else if (leader == self_) {
+        RoutePublishLocked(self_, message, &out, &here);
+      } else if (!AliveLocked(leader)) {
+        error = absl::UnavailableError("partition " + std::to_string(p) + " is unavailable: its " +
+                                       "owner " + leader + " is down");
+      } else {
+        v1::PeerItem item;
+        *item.mutable_publish()->mutable_message() = message;
+        ++stats_.forwarded;
+        out.push_back(Outgoing{leader, std::move(item), std::move(done)});
+        done = nullptr;
+      }
+    }
+    if (!error.ok()) ++stats_.forward_errors;
+  }
+  Send(std::move(out));
+  if (done) done(error);
+}
+
+void ClusterRouter::Handle(const std::string& sender, int64_t sender_lease,
+                           const v1::PeerItem& item) {
+  switch (item.kind_case()) {
+    case v1::PeerItem::kRoute: {
+      std::lock_guard lock(mu_);
+      if (item.route().add()) {
+        owner_routes_.Add(sender, sender_lease, item.route().filter());
+      } else {
+        owner_routes_.Remove(sender, sender_lease, item.route().filter());
+      }
+      return;
+    }
+    case v1::PeerItem::kPublish: {
+      std::vector<Outgoing> out;
+      bool here = false;
+      {
+        std::lock_guard lock(mu_);
+        RoutePublishLocked(sender, item.publish().message(), &out, &here);
+        if (here) ++stats_.delivered_in;
+      }
+      if (here) local_.DeliverLocal(item.publish().message());
+      Send(std::move(out));
+      return;
+    }
+    case v1::PeerItem::kDeliver: {
+      {
+        std::lock_guard lock(mu_);
+        ++stats_.delivered_in;
+      }
+      local_.DeliverLocal(item.deliver().message());
+      return;
+    }
+    case v1::PeerItem::KIND_NOT_SET:
+      return;
+  }
+}
+
+void ClusterRouter::Send(std::vector<Outgoing> out) {
+  for (Outgoing& o : out) {
+    if (o.node.empty()) {  // a waiter of a route removed before it was registered
+      if (o.done) o.done(absl::CancelledError("subscription ended"));
+      continue;
+    }
+    std::shared_ptr<PeerLink> link;
+    {
+      std::lock_guard lock(mu_);
+      auto it = links_.find(o.node);
+      if (it != links_.end()) link = it->second;
+    }
+    if (link == nullptr) {
+      if (o.done) o.done(absl::UnavailableError("node " + o.node + " is not reachable"));
+      continue;
+    }
+    link->Send(std::move(o.item), std::move(o.done));
+  }
+}
+
+void ClusterRouter::SetLease(int64_t lease) {
+  std::map<std::string, std::shared_ptr<PeerLink>> old;
+  std::vector<Outgoing> out;
+  {
+    std::lock_guard lock(mu_);
+    if (lease == lease_ || stopped_) return;
+    const int64_t previous = lease_;
+    lease_ = lease;
+    // Links carry the lease in every batch: new ones for the new incarnation. Owners drop the
+    // routes of the previous one when they see it, so register everything again.
+    old.swap(links_);
+    for (const auto& [id, m] : members_) {
+      if (id != self_) links_[id] = PeerLink::Create(self_, lease_, id, m.cluster_addr());
+    }
+    for (auto& [filter, lf] : local_filters_) {
+      lf.registered.clear();
+      lf.pending.clear();
+      if (previous != 0) owner_routes_.Remove(self_, previous, filter);
+      RegisterLocked(filter, lf, &out);
+    }
+  }
+  old.clear();
+  Send(std::move(out));
+}
+
+void ClusterRouter::OnMap(const PartitionMap& map) {
+  std::vector<Outgoing> out;
+  {
+    std::lock_guard lock(mu_);
+    if (map.revision <= map_.revision) return;
+    map_ = map;
+    for (auto& [filter, lf] : local_filters_) RegisterLocked(filter, lf, &out);
+  }
+  Send(std::move(out));
+}
+
+void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& members) {
+  std::vector<std::shared_ptr<PeerLink>> dropped;
+  std::vector<Outgoing> out;
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    // Nodes that left, or came back as a new incarnation: their links and routes go.
+    for (const auto& [id, old] : members_) {
+      auto now = members.find(id);
+      if (now != members.end() && now->second.lease() == old.lease()) continue;
+      if (id == self_) continue;
+      owner_routes_.DropNode(id);
+      if (auto l = links_.find(id); l != links_.end()) {
+        dropped.push_back(std::move(l->second));
+        links_.erase(l);
+      }
+    }
+    members_ = members;
+    for (const auto& [id, m] : members_) {
+      if (id == self_ || links_.contains(id) || lease_ == 0) continue;
+      links_[id] = PeerLink::Create(self_, lease_, id, m.cluster_addr());
+    }
+    // Forget registrations at owners that are gone (or restarted), then register where missing.
+    for (auto& [filter, lf] : local_filters_) {
+      for (auto it = lf.registered.begin(); it != lf.registered.end();) {
+        auto m = members_.find(it->node);
+        it = (m == members_.end() || m->second.lease() != it->lease) ? lf.registered.erase(it)
+                                                                     : std::next(it);
+      }
+      RegisterLocked(filter, lf, &out);
+    }
+  }
+  dropped.clear();  // joins their threads outside the lock; their pending items fail
+  Send(std::move(out));
+}
+
+ClusterRouter::Stats ClusterRouter::stats() const {
+  std::lock_guard lock(mu_);
+  Stats out = stats_;
+  out.owner_routes = owner_routes_.route_count();
+  out.local_filters = local_filters_.size();
+  for (const auto& [id, link] : links_) {
+    out.batches_out += link->batches_sent();
+    out.items_out += link->items_sent();
+  }
+  return out;
+}
+
+}  // namespace shardmq::cluster

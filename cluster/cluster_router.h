@@ -1,0 +1,123 @@
+// The cluster's data plane as built today (issue #5, second part): clients on different nodes
+// publish to and subscribe to each other.
+//
+// * Each node registers, per filter its local sessions subscribe to, one route at the filter's
+//   owners: the leader of partition(filter) for a filter without wildcards, every live store
+//   node for a wildcard filter (AddRoute's `done` waits for all of them: SUBACK after the route
+//   is committed).
+// * A publish from a local client is delivered locally by the broker and handed here
+//   (Forward): it goes to T, the leader of partition(topic). T matches its routes (exact routes
+//   of its partitions + every wildcard route) and sends the message to each matching node but
+//   the origin; a retained publish goes to every live node, so each node's retained index has
+//   it. One publisher's messages for one topic take one stream to one T and one stream from T
+//   to each node, so their order is kept.
+// * When the map or the members change, the node registers its routes at owners that do not
+//   have them yet (a new leader, a restarted store node); an owner drops the routes of a node
+//   that left, and of an earlier incarnation of a node that rejoined.
+//
+// Not built yet: sessions on store nodes (persistent sessions reconnecting through another
+// node), shared subscriptions across nodes, will delivery for a dead node's clients, partition
+// hand-off. docs/cluster.md.
+//
+// Thread-safety: every method from any thread; one mutex, never held while calling out.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cluster/membership.h"
+#include "cluster/node_server.h"
+#include "cluster/owner_routes.h"
+#include "cluster/peer_link.h"
+#include "cluster/router.h"
+
+namespace shardmq::cluster {
+
+class ClusterRouter final : public Router, public PeerHandler {
+ public:
+  ClusterRouter(std::string self_id, LocalDelivery& local);
+  ~ClusterRouter() override;
+
+  // Membership updates (cluster threads). SetLease: this node's current lease (sent with every
+  // batch; a new one makes the owners forget the routes of the previous incarnation).
+  void SetLease(int64_t lease);
+  void OnMap(const PartitionMap& map);
+  void OnMembers(const std::map<std::string, v1::MemberRecord>& members);
+  // Stops sending (shutdown): pending items fail with Unavailable.
+  void Stop();
+
+  // Router
+  void AddRoute(const std::string& filter, Done done) override;
+  void RemoveRoute(const std::string& filter) override;
+  void Forward(const records::Message& message, Done done) override;
+
+  // PeerHandler
+  void Handle(const std::string& sender, int64_t sender_lease, const v1::PeerItem& item) override;
+
+  struct Stats {
+    uint64_t forwarded = 0;        // publishes handed to an owner on another node
+    uint64_t forward_errors = 0;   // ... that failed (owner down or unknown, stream broken)
+    uint64_t delivered_in = 0;     // messages from other nodes delivered locally
+    uint64_t routed_out = 0;       // messages this node, as owner, sent to other nodes
+    uint64_t owner_routes = 0;     // routes this node holds as owner
+    uint64_t local_filters = 0;    // filters this node has registered
+    uint64_t batches_out = 0;      // gRPC messages sent on the peer links (open links only)
+    uint64_t items_out = 0;        // items in them: items_out / batches_out = batching
+  };
+  Stats stats() const;
+
+ private:
+  struct Owner {
+    std::string node;
+    int64_t lease = 0;
+    bool operator<(const Owner& o) const {
+      return std::tie(node, lease) < std::tie(o.node, o.lease);
+    }
+  };
+  struct LocalFilter {
+    int count = 0;                    // local subscriptions
+    std::set<Owner> registered;       // owners that acknowledged the route
+    std::set<Owner> pending;          // owners asked, no answer yet
+    std::vector<Done> waiters;        // AddRoute calls waiting for `pending` to empty
+    absl::Status failure;             // the first failure while pending
+  };
+  struct Outgoing {
+    std::string node;
+    v1::PeerItem item;
+    Done done;
+  };
+
+  // Under mu_.
+  std::vector<Owner> OwnersOfLocked(const std::string& filter) const;
+  bool AliveLocked(const std::string& node) const { return members_.contains(node); }
+  void RegisterLocked(const std::string& filter, LocalFilter& lf, std::vector<Outgoing>* out);
+  void RouteAckLocked(const std::string& filter, const Owner& owner, const absl::Status& st,
+                      std::vector<std::pair<Done, absl::Status>>* ready);
+  // As owner: where a publish from `origin` goes.
+  void RoutePublishLocked(const std::string& origin, const records::Message& message,
+                          std::vector<Outgoing>* out, bool* deliver_here);
+
+  // Outside mu_.
+  void Send(std::vector<Outgoing> out);
+  void OnRouteAck(const std::string& filter, const Owner& owner, const absl::Status& st);
+
+  const std::string self_;
+  LocalDelivery& local_;
+  mutable std::mutex mu_;
+  bool stopped_ = false;
+  int64_t lease_ = 0;
+  PartitionMap map_;
+  std::map<std::string, v1::MemberRecord> members_;
+  std::map<std::string, std::shared_ptr<PeerLink>> links_;
+  OwnerRoutes owner_routes_;
+  std::map<std::string, LocalFilter> local_filters_;
+  Stats stats_;
+};
+
+}  // namespace shardmq::cluster

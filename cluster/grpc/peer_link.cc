@@ -1,0 +1,200 @@
+#include "cluster/peer_link.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/log.h"
+#include "proto/cluster.grpc.pb.h"
+
+namespace shardmq::cluster {
+namespace {
+
+class GrpcPeerLink final : public PeerLink {
+ public:
+  GrpcPeerLink(std::string self_id, int64_t self_lease, std::string peer_id, std::string address)
+      : self_id_(std::move(self_id)),
+        self_lease_(self_lease),
+        peer_id_(std::move(peer_id)),
+        address_(std::move(address)) {
+    channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    stub_ = v1::Peer::NewStub(channel_);
+    writer_ = std::thread([this] { WriteLoop(); });
+  }
+
+  ~GrpcPeerLink() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+      if (ctx_ != nullptr) ctx_->TryCancel();
+    }
+    cv_.notify_all();
+    writer_.join();
+    // Whatever is left was never acknowledged.
+    std::deque<Pending> queued;
+    std::deque<std::pair<uint64_t, Done>> inflight;
+    {
+      std::lock_guard lock(mu_);
+      queued.swap(queue_);
+      inflight.swap(inflight_);
+    }
+    const absl::Status gone = absl::UnavailableError("link to " + peer_id_ + " closed");
+    for (auto& [seq, done] : inflight) {
+      if (done) done(gone);
+    }
+    for (Pending& p : queued) {
+      if (p.done) p.done(gone);
+    }
+  }
+
+  void Send(v1::PeerItem item, Done done) override {
+    {
+      std::lock_guard lock(mu_);
+      if (queue_.size() >= kMaxQueued) {
+        if (done) {
+          done(absl::ResourceExhaustedError("forward queue to " + peer_id_ + " is full"));
+        }
+        return;
+      }
+      queue_.push_back(Pending{std::move(item), std::move(done)});
+    }
+    cv_.notify_all();
+  }
+
+  const std::string& peer_id() const override { return peer_id_; }
+  const std::string& address() const override { return address_; }
+  uint64_t batches_sent() const override { return batches_.load(); }
+  uint64_t items_sent() const override { return items_.load(); }
+
+ private:
+  struct Pending {
+    v1::PeerItem item;
+    Done done;
+  };
+  using Stream = grpc::ClientReaderWriter<v1::PeerBatch, v1::PeerAck>;
+
+  // One stream's life: open, write batches while the reader completes acks, until it breaks.
+  void WriteLoop() {
+    while (true) {
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+      }
+      grpc::ClientContext ctx;
+      {
+        std::lock_guard lock(mu_);
+        if (stopping_) return;
+        ctx_ = &ctx;
+        broken_ = false;
+      }
+      std::unique_ptr<Stream> stream = stub_->Stream(&ctx);
+      std::thread reader([this, s = stream.get()] { ReadLoop(s); });
+      while (true) {
+        v1::PeerBatch batch;
+        {
+          std::unique_lock lock(mu_);
+          cv_.wait(lock, [this] { return stopping_ || broken_ || !queue_.empty(); });
+          if (stopping_ || broken_) break;
+          batch.set_sender(self_id_);
+          batch.set_sender_lease(self_lease_);
+          batch.set_first_seq(next_seq_);
+          const size_t n = std::min(queue_.size(), kMaxBatchItems);
+          batch.mutable_items()->Reserve(static_cast<int>(n));
+          for (size_t i = 0; i < n; ++i) {
+            Pending& p = queue_.front();
+            *batch.add_items() = std::move(p.item);
+            inflight_.emplace_back(next_seq_++, std::move(p.done));
+            queue_.pop_front();
+          }
+        }
+        if (!stream->Write(batch)) {
+          std::lock_guard lock(mu_);
+          broken_ = true;
+          break;
+        }
+        batches_.fetch_add(1, std::memory_order_relaxed);
+        items_.fetch_add(static_cast<uint64_t>(batch.items_size()), std::memory_order_relaxed);
+      }
+      ctx.TryCancel();
+      reader.join();
+      stream->Finish().error_code();  // the reason does not change what we do: retry
+      std::deque<std::pair<uint64_t, Done>> failed;
+      bool stop = false;
+      {
+        std::lock_guard lock(mu_);
+        ctx_ = nullptr;
+        failed.swap(inflight_);
+        stop = stopping_;
+      }
+      if (!failed.empty()) {
+        const absl::Status st =
+            absl::UnavailableError("stream to " + peer_id_ + " at " + address_ + " broke");
+        for (auto& [seq, done] : failed) {
+          if (done) done(st);
+        }
+      }
+      if (stop) return;
+      // Back off a little before reopening, unless told to stop.
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_; });
+    }
+  }
+
+  void ReadLoop(Stream* stream) {
+    v1::PeerAck ack;
+    while (stream->Read(&ack)) {
+      std::vector<Done> acked;
+      {
+        std::lock_guard lock(mu_);
+        while (!inflight_.empty() && inflight_.front().first <= ack.seq()) {
+          acked.push_back(std::move(inflight_.front().second));
+          inflight_.pop_front();
+        }
+      }
+      for (Done& done : acked) {
+        if (done) done(absl::OkStatus());
+      }
+    }
+    {
+      std::lock_guard lock(mu_);
+      broken_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  const std::string self_id_;
+  const int64_t self_lease_;
+  const std::string peer_id_;
+  const std::string address_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Peer::Stub> stub_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool broken_ = false;
+  grpc::ClientContext* ctx_ = nullptr;
+  std::deque<Pending> queue_;
+  std::deque<std::pair<uint64_t, Done>> inflight_;
+  uint64_t next_seq_ = 1;
+  std::atomic<uint64_t> batches_{0};
+  std::atomic<uint64_t> items_{0};
+  std::thread writer_;
+};
+
+}  // namespace
+
+std::unique_ptr<PeerLink> PeerLink::Create(std::string self_id, int64_t self_lease,
+                                           std::string peer_id, std::string address) {
+  return std::make_unique<GrpcPeerLink>(std::move(self_id), self_lease, std::move(peer_id),
+                                        std::move(address));
+}
+
+}  // namespace shardmq::cluster

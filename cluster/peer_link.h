@@ -1,0 +1,44 @@
+// Sends PeerItems to one peer node over one gRPC stream (Peer.Stream, proto/cluster.proto).
+//
+// Items are sent in the order of Send calls. Items that queue up while a batch is being written
+// go out together as the next batch (up to kMaxBatchItems), so a busy link sends few large gRPC
+// messages. Each item's `done` runs once the peer has acknowledged it (OK), or with Unavailable
+// if the stream broke before the acknowledgement (the item may or may not have been handled),
+// or with ResourceExhausted if more than kMaxQueued items were waiting (backpressure: the
+// caller's publish fails instead of memory growing). A broken stream is reopened for the items
+// that were still queued.
+//
+// Thread-safety: Send from any thread; it never blocks on the network. `done` runs on one of
+// the link's threads: keep it short and post work to where it belongs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "proto/cluster.pb.h"
+
+namespace shardmq::cluster {
+
+class PeerLink {
+ public:
+  using Done = std::function<void(const absl::Status&)>;
+  static constexpr size_t kMaxBatchItems = 1024;
+  static constexpr size_t kMaxQueued = 200000;
+
+  // `self_id`/`self_lease` identify the sender in every batch; `address` is the peer's
+  // cluster_addr.
+  static std::unique_ptr<PeerLink> Create(std::string self_id, int64_t self_lease,
+                                          std::string peer_id, std::string address);
+  virtual ~PeerLink() = default;  // fails what is pending with Unavailable, joins its threads
+
+  virtual void Send(v1::PeerItem item, Done done) = 0;
+  virtual const std::string& peer_id() const = 0;
+  virtual const std::string& address() const = 0;
+  virtual uint64_t batches_sent() const = 0;
+  virtual uint64_t items_sent() const = 0;
+};
+
+}  // namespace shardmq::cluster
