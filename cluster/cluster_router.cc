@@ -285,6 +285,10 @@ void ClusterRouter::SetLease(int64_t lease) {
     lease_ = lease;
     // Links carry the lease in every batch: new ones for the new incarnation. Owners drop the
     // routes of the previous one when they see it, so register everything again.
+    for (const auto& [id, link] : links_) {
+      closed_batches_ += link->batches_sent();
+      closed_items_ += link->items_sent();
+    }
     old.swap(links_);
     for (const auto& [id, m] : members_) {
       if (id != self_) links_[id] = PeerLink::Create(self_, lease_, id, m.cluster_addr());
@@ -324,6 +328,8 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
       if (id == self_) continue;
       owner_routes_.DropNode(id);
       if (auto l = links_.find(id); l != links_.end()) {
+        closed_batches_ += l->second->batches_sent();
+        closed_items_ += l->second->items_sent();
         dropped.push_back(std::move(l->second));
         links_.erase(l);
       }
@@ -352,6 +358,8 @@ ClusterRouter::Stats ClusterRouter::stats() const {
   Stats out = stats_;
   out.owner_routes = owner_routes_.route_count();
   out.local_filters = local_filters_.size();
+  out.batches_out = closed_batches_;  // counters: links that closed still count
+  out.items_out = closed_items_;
   for (const auto& [id, link] : links_) {
     out.batches_out += link->batches_sent();
     out.items_out += link->items_sent();

@@ -67,7 +67,7 @@ class ClusterRouter final : public Router, public PeerHandler {
     uint64_t routed_out = 0;       // messages this node, as owner, sent to other nodes
     uint64_t owner_routes = 0;     // routes this node holds as owner
     uint64_t local_filters = 0;    // filters this node has registered
-    uint64_t batches_out = 0;      // gRPC messages sent on the peer links (open links only)
+    uint64_t batches_out = 0;      // gRPC messages sent on the peer links
     uint64_t items_out = 0;        // items in them: items_out / batches_out = batching
   };
   Stats stats() const;
@@ -118,6 +118,8 @@ class ClusterRouter final : public Router, public PeerHandler {
   OwnerRoutes owner_routes_;
   std::map<std::string, LocalFilter> local_filters_;
   Stats stats_;
+  uint64_t closed_batches_ = 0;  // batches_sent/items_sent of links already closed
+  uint64_t closed_items_ = 0;
 };
 
 }  // namespace shardmq::cluster

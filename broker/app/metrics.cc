@@ -152,10 +152,10 @@ std::vector<MetricFamily> ClusterCollector::Collect() const {
   one("shardmq_cluster_local_filters", "Filters this node's sessions subscribe to, registered "
       "at their owners.", MetricType::Gauge, static_cast<double>(rs.local_filters));
   one("shardmq_cluster_peer_batches_total",
-      "gRPC messages sent to other nodes on the open peer links (each carries many items).",
+      "gRPC messages sent to other nodes on the peer links (each carries many items).",
       MetricType::Counter, static_cast<double>(rs.batches_out));
   one("shardmq_cluster_peer_items_total",
-      "Items (publishes, deliveries, route changes) sent to other nodes on the open peer links.",
+      "Items (publishes, deliveries, route changes) sent to other nodes on the peer links.",
       MetricType::Counter, static_cast<double>(rs.items_out));
   one("shardmq_cluster_lease_losses_total",
       "Times this node's membership lease expired before it was renewed.", MetricType::Counter,
