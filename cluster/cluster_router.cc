@@ -181,7 +181,7 @@ void ClusterRouter::RoutePublishLocked(const std::string& origin, const records:
     }
     v1::PeerItem item;
     *item.mutable_deliver()->mutable_message() = message;
-    out->push_back(Outgoing{node, std::move(item), nullptr});
+    out->push_back(Outgoing{node, std::move(item), nullptr, message.qos() == 0});
     ++stats_.routed_out;
   }
 }
@@ -208,7 +208,7 @@ void ClusterRouter::Forward(const records::Message& message, Done done) {
         v1::PeerItem item;
         *item.mutable_publish()->mutable_message() = message;
         ++stats_.forwarded;
-        out.push_back(Outgoing{leader, std::move(item), std::move(done)});
+        out.push_back(Outgoing{leader, std::move(item), std::move(done), message.qos() == 0});
         done = nullptr;
       }
     }
@@ -269,6 +269,14 @@ void ClusterRouter::Send(std::vector<Outgoing> out) {
     }
     if (link == nullptr) {
       if (o.done) o.done(absl::UnavailableError("node " + o.node + " is not reachable"));
+      continue;
+    }
+    if (o.droppable && link->queued() >= kQos0LinkBacklog) {
+      {
+        std::lock_guard lock(mu_);
+        ++stats_.qos0_dropped;
+      }
+      if (o.done) o.done(absl::OkStatus());  // QoS 0: nobody waits for it
       continue;
     }
     link->Send(std::move(o.item), std::move(o.done));

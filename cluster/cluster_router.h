@@ -41,6 +41,10 @@ namespace shardmq::cluster {
 
 class ClusterRouter final : public Router, public PeerHandler {
  public:
+  // QoS 0 messages for a peer whose link already has this many items waiting are dropped
+  // (counted): under overload the cheapest place to shed QoS 0 is before the next hop, and the
+  // queue stays small. QoS 1/2 items wait (up to PeerLink::kMaxQueued).
+  static constexpr size_t kQos0LinkBacklog = 10000;
   ClusterRouter(std::string self_id, LocalDelivery& local);
   ~ClusterRouter() override;
 
@@ -67,6 +71,7 @@ class ClusterRouter final : public Router, public PeerHandler {
     uint64_t routed_out = 0;       // messages this node, as owner, sent to other nodes
     uint64_t owner_routes = 0;     // routes this node holds as owner
     uint64_t local_filters = 0;    // filters this node has registered
+    uint64_t qos0_dropped = 0;     // QoS 0 messages dropped because the next node lags
     uint64_t batches_out = 0;      // gRPC messages sent on the peer links
     uint64_t items_out = 0;        // items in them: items_out / batches_out = batching
   };
@@ -91,6 +96,7 @@ class ClusterRouter final : public Router, public PeerHandler {
     std::string node;
     v1::PeerItem item;
     Done done;
+    bool droppable = false;  // QoS 0: dropped if the link lags (kQos0LinkBacklog)
   };
 
   // Under mu_.

@@ -35,6 +35,8 @@ class PeerLink {
   virtual ~PeerLink() = default;  // fails what is pending with Unavailable, joins its threads
 
   virtual void Send(v1::PeerItem item, Done done) = 0;
+  // Items waiting to be written (not yet in flight).
+  virtual size_t queued() const = 0;
   virtual const std::string& peer_id() const = 0;
   virtual const std::string& address() const = 0;
   virtual uint64_t batches_sent() const = 0;

@@ -238,6 +238,7 @@ int Run(const Flags& flags) {
   ready = false;
   // A store node hands its partitions over first (bounded by cluster.drain_timeout); then it
   // leaves the cluster: the lease is revoked, so the others see it go at once.
+  core->StopPeerDeliveries();
   if (cluster_node) {
     if (cfg.cluster().drain_timeout() > 0 && cfg.cluster().role() != "frontend") {
       absl::Status drained =

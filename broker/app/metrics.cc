@@ -75,6 +75,13 @@ std::vector<MetricFamily> BrokerCollector::Collect() const {
     m.counter.value = total;
     dropped.metric.push_back(std::move(m));
   }
+  {
+    // Messages from other nodes dropped before reaching a worker (QoS 0, workers backed up).
+    ClientMetric m;
+    m.label.push_back({"reason", "peer_backlog"});
+    m.counter.value = static_cast<double>(core_.peer_backlog_dropped());
+    dropped.metric.push_back(std::move(m));
+  }
   out.push_back(std::move(dropped));
 
   MetricFamily rejected;
@@ -151,6 +158,9 @@ std::vector<MetricFamily> ClusterCollector::Collect() const {
       MetricType::Gauge, static_cast<double>(rs.owner_routes));
   one("shardmq_cluster_local_filters", "Filters this node's sessions subscribe to, registered "
       "at their owners.", MetricType::Gauge, static_cast<double>(rs.local_filters));
+  one("shardmq_cluster_qos0_dropped_total",
+      "QoS 0 messages dropped before a hop to another node because that link lagged.",
+      MetricType::Counter, static_cast<double>(rs.qos0_dropped));
   one("shardmq_cluster_peer_batches_total",
       "gRPC messages sent to other nodes on the peer links (each carries many items).",
       MetricType::Counter, static_cast<double>(rs.batches_out));

@@ -12,6 +12,9 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <chrono>
+#include <thread>
+
 #include "broker/session/connection_handler.h"
 #include "broker/session/session.h"
 #include "broker/session/sys_topics.h"
@@ -711,9 +714,22 @@ void BrokerCore::RegisterRecoveredRoutes() {
 }
 
 void BrokerCore::DeliverLocal(records::Message message) {
+  if (peer_backlog_.load(std::memory_order_relaxed) >= kMaxPeerBacklog) {
+    if (message.qos() == 0) {
+      peer_backlog_dropped_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    // Hold this peer stream until the workers catch up (or the node stops).
+    while (peer_backlog_.load(std::memory_order_relaxed) >= kMaxPeerBacklog &&
+           !peer_stopping_.load(std::memory_order_relaxed)) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
   const int w = static_cast<int>(Hash64(message.topic()) % cores_.size());
   WorkerCore* core = cores_[w].get();
-  core->worker().Post([core, m = std::make_shared<Message>(FromRecord(message))]() mutable {
+  peer_backlog_.fetch_add(1, std::memory_order_relaxed);
+  core->worker().Post([this, core, m = std::make_shared<Message>(FromRecord(message))]() mutable {
+    peer_backlog_.fetch_sub(1, std::memory_order_relaxed);
     core->Publish(std::move(m));
   });
 }

@@ -274,7 +274,16 @@ class BrokerCore final : public cluster::LocalDelivery {
   void RegisterRecoveredRoutes();
   // cluster::LocalDelivery: a message published on another node, for this node's sessions.
   // Posted to the worker of hash(topic), so one topic's messages keep their order.
+  // Backpressure: while more than kMaxPeerBacklog such messages wait for their workers, a QoS 0
+  // message is dropped here (counted: peer_backlog_dropped) and a QoS 1/2 one waits, which
+  // stalls the peer stream it came on (gRPC flow control pushes back to the sender).
   void DeliverLocal(records::Message message) override;
+  static constexpr int64_t kMaxPeerBacklog = 20000;
+  uint64_t peer_backlog_dropped() const {
+    return peer_backlog_dropped_.load(std::memory_order_relaxed);
+  }
+  // Stops DeliverLocal from waiting (shutdown).
+  void StopPeerDeliveries() { peer_stopping_.store(true); }
 
   const config::Config& config() const { return config_; }
   const config::MqttConfig& mqtt() const { return config_.mqtt(); }
@@ -346,6 +355,9 @@ class BrokerCore final : public cluster::LocalDelivery {
   absl::flat_hash_map<std::string, DirEntry> directory_;
   std::unique_ptr<class SysTopics> sys_;
   cluster::Router* router_ = nullptr;
+  std::atomic<int64_t> peer_backlog_{0};  // DeliverLocal messages posted, not yet published
+  std::atomic<uint64_t> peer_backlog_dropped_{0};
+  std::atomic<bool> peer_stopping_{false};
 };
 
 }  // namespace shardmq::broker::session

@@ -67,6 +67,10 @@ class GrpcPeerLink final : public PeerLink {
     cv_.notify_all();
   }
 
+  size_t queued() const override {
+    std::lock_guard lock(mu_);
+    return queue_.size();
+  }
   const std::string& peer_id() const override { return peer_id_; }
   const std::string& address() const override { return address_; }
   uint64_t batches_sent() const override { return batches_.load(); }
@@ -176,7 +180,7 @@ class GrpcPeerLink final : public PeerLink {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Peer::Stub> stub_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
   bool broken_ = false;
