@@ -256,3 +256,38 @@ def test_sigterm_on_the_last_store_node_exits_without_waiting(etcd, cluster_node
     assert a.stop() == 0
     assert time.time() - started < 5
     assert "exiting without a complete drain" in a.log_tail()
+
+
+def test_a_node_paused_past_its_lease_notices_and_rejoins(etcd, cluster_node):
+    import signal
+    a = cluster_node("a")
+    b = cluster_node("b")
+    assert wait_until(lambda: placed_on(ctl_status(etcd), ["a", "b"]))
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        # Lease TTL 2 s: the others see it gone; its partitions wait for it (no replicas).
+        gone = wait_until(lambda: (lambda s: not nodes_by_id(s)["b"]["alive"] and s)(
+            ctl_status(etcd)), timeout=10)
+        assert gone, ctl_status(etcd)
+        assert nodes_by_id(gone)["b"]["partitions_led"] > 0
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    # Its next keep-alive finds the lease gone: it says so, counts it, and rejoins.
+    back = wait_until(lambda: (lambda s: nodes_by_id(s)["b"]["alive"] and s)(ctl_status(etcd)),
+                      timeout=15)
+    assert back
+    assert wait_until(lambda: b.metric("shardmq_cluster_lease_losses_total") == 1, timeout=5)
+    assert "membership lease" in b.log_tail(200) and "expired" in b.log_tail(200)
+    # And it works as before: a publish on a reaches a subscriber on b.
+    from conftest import Client
+    sub = Client(None, "5", "s", port=b.port)
+    pub = Client(None, "5", "p", port=a.port)
+    try:
+        sub.connect()
+        sub.subscribe("after/pause", qos=1)
+        pub.connect()
+        pub.publish("after/pause", b"ok", qos=1)
+        assert sub.expect_message().payload == b"ok"
+    finally:
+        sub.close()
+        pub.close()
