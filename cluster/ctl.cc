@@ -83,15 +83,8 @@ struct NodeRow {
   bool controller = false;
 };
 
-int Status(const std::vector<std::string>& endpoints, const std::string& prefix, bool json) {
-  EtcdOptions eo;
-  eo.endpoints = endpoints;
-  auto etcd = EtcdClient::Connect(eo);
-  if (!etcd.ok()) {
-    std::fprintf(stderr, "shardmq ctl: %s\n", std::string(etcd.status().message()).c_str());
-    return 1;
-  }
-  auto all = (*etcd)->GetPrefix(prefix);
+int Status(EtcdClient& etcd, const std::string& endpoint, const std::string& prefix, bool json) {
+  auto all = etcd.GetPrefix(prefix);
   if (!all.ok()) {
     std::fprintf(stderr, "shardmq ctl: %s\n", std::string(all.status().message()).c_str());
     return 1;
@@ -130,7 +123,7 @@ int Status(const std::vector<std::string>& endpoints, const std::string& prefix,
   }
   if (!have_meta) {
     std::fprintf(stderr, "shardmq ctl: no cluster under %s in etcd %s\n", prefix.c_str(),
-                 endpoints.front().c_str());
+                 endpoint.c_str());
     return 1;
   }
   for (const v1::PartitionAssignment& a : map.assignments()) {
@@ -228,20 +221,13 @@ int SetStoreState(EtcdClient& etcd, const std::string& prefix, const std::string
   return 1;
 }
 
-int Drain(const std::vector<std::string>& endpoints, const std::string& prefix,
-          const std::string& node, bool undrain, bool wait, int timeout_s) {
-  EtcdOptions eo;
-  eo.endpoints = endpoints;
-  auto etcd = EtcdClient::Connect(eo);
-  if (!etcd.ok()) {
-    std::fprintf(stderr, "shardmq ctl: %s\n", std::string(etcd.status().message()).c_str());
-    return 1;
-  }
-  int rc = SetStoreState(**etcd, prefix, node,
+int Drain(EtcdClient& etcd, const std::string& prefix, const std::string& node, bool undrain,
+          bool wait, int timeout_s) {
+  int rc = SetStoreState(etcd, prefix, node,
                          undrain ? v1::StoreRecord::ACTIVE : v1::StoreRecord::DRAINING);
   if (rc != 0) return rc;
   std::printf("%s: %s\n", node.c_str(), undrain ? "active" : "draining");
-  auto member = (*etcd)->Get(prefix + "members/" + node);
+  auto member = etcd.Get(prefix + "members/" + node);
   if (!undrain && member.ok() && member->kvs.empty()) {
     std::printf("%s is not alive: its partitions stay until it returns (no replicas)\n",
                 node.c_str());
@@ -250,7 +236,7 @@ int Drain(const std::vector<std::string>& endpoints, const std::string& prefix,
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   uint32_t led = 0;
   while (true) {
-    auto map = (*etcd)->Get(prefix + "partition_map");
+    auto map = etcd.Get(prefix + "partition_map");
     v1::PartitionMapRecord rec;
     if (map.ok() && !map->kvs.empty() && Parse(map->kvs[0].value, &rec)) {
       led = 0;
@@ -343,13 +329,20 @@ int RunCtl(int argc, char** argv) {
     std::fprintf(stderr, "shardmq ctl: --prefix must start and end with /\n");
     return 2;
   }
-  if (command == "status") return Status(*endpoints, prefix, json);
-  if (node.empty()) {
+  if (command != "status" && node.empty()) {
     std::fprintf(stderr, "shardmq ctl %s: which node? (shardmq ctl %s NODE --etcd ...)\n",
                  command.c_str(), command.c_str());
     return 2;
   }
-  return Drain(*endpoints, prefix, node, command == "undrain", wait, timeout_s);
+  EtcdOptions eo;
+  eo.endpoints = *endpoints;
+  auto client = EtcdClient::Connect(eo);
+  if (!client.ok()) {
+    std::fprintf(stderr, "shardmq ctl: %s\n", std::string(client.status().message()).c_str());
+    return 1;
+  }
+  if (command == "status") return Status(**client, endpoints->front(), prefix, json);
+  return Drain(**client, prefix, node, command == "undrain", wait, timeout_s);
 }
 
 }  // namespace shardmq::cluster
