@@ -150,6 +150,11 @@ def test_topics_whose_owner_is_down_are_refused_with_a_reason(etcd, cluster_node
     # A subscription to an exact filter in b's partitions is refused too (SUBACK 0x80).
     ack = c.subscribe([(refused[0][0], 1)])
     assert ack.rcs == [0x80]
+    # MQTT 3.1.1 has no negative PUBACK: the connection is closed, so the client sends again.
+    old = RawClient(a.port, "3.1.1")
+    old.connect("p311")
+    old.publish(refused[0][0], b"x", qos=1)
+    assert old.wait_closed()
     # b comes back with its data directory: its topics work again.
     b.start()
     assert wait_until(lambda: nodes_by_id(ctl_status(etcd))["b"]["alive"], timeout=10)
