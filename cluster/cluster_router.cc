@@ -10,9 +10,10 @@ bool HasWildcard(const std::string& filter) {
   return filter.find_first_of("+#") != std::string::npos;
 }
 
-v1::PeerItem RouteItemOf(const std::string& filter, bool add) {
+v1::PeerItem RouteItemOf(const std::pair<std::string, std::string>& key, bool add) {
   v1::PeerItem item;
-  item.mutable_route()->set_filter(filter);
+  item.mutable_route()->set_filter(key.first);
+  item.mutable_route()->set_group(key.second);
   item.mutable_route()->set_add(add);
   return item;
 }
@@ -51,8 +52,9 @@ std::vector<ClusterRouter::Owner> ClusterRouter::OwnersOfLocked(const std::strin
   return out;
 }
 
-void ClusterRouter::RegisterLocked(const std::string& filter, LocalFilter& lf,
+void ClusterRouter::RegisterLocked(const RouteKey& key, LocalFilter& lf,
                                    std::vector<Outgoing>* out) {
+  const std::string& filter = key.first;
   const std::vector<Owner> owners = OwnersOfLocked(filter);
   // Failures matter only to AddRoute calls waiting; a resync just tries again next time.
   const bool waiting = !lf.waiters.empty();
@@ -71,20 +73,20 @@ void ClusterRouter::RegisterLocked(const std::string& filter, LocalFilter& lf,
       continue;
     }
     if (o.node == self_) {  // in process
-      owner_routes_.Add(self_, lease_, filter);
+      owner_routes_.Add(self_, lease_, filter, key.second);
       lf.registered.insert(o);
       continue;
     }
     lf.pending.insert(o);
-    out->push_back(Outgoing{o.node, RouteItemOf(filter, true),
-                            [this, filter, o](const absl::Status& st) { OnRouteAck(filter, o, st); }});
+    out->push_back(Outgoing{o.node, RouteItemOf(key, true),
+                            [this, key, o](const absl::Status& st) { OnRouteAck(key, o, st); }});
   }
 }
 
-void ClusterRouter::RouteAckLocked(const std::string& filter, const Owner& owner,
+void ClusterRouter::RouteAckLocked(const RouteKey& key, const Owner& owner,
                                    const absl::Status& st,
                                    std::vector<std::pair<Done, absl::Status>>* ready) {
-  auto it = local_filters_.find(filter);
+  auto it = local_filters_.find(key);
   if (it == local_filters_.end()) return;  // removed meanwhile
   LocalFilter& lf = it->second;
   if (lf.pending.erase(owner) == 0) return;
@@ -99,31 +101,32 @@ void ClusterRouter::RouteAckLocked(const std::string& filter, const Owner& owner
   lf.failure = absl::OkStatus();
 }
 
-void ClusterRouter::OnRouteAck(const std::string& filter, const Owner& owner,
+void ClusterRouter::OnRouteAck(const RouteKey& key, const Owner& owner,
                                const absl::Status& st) {
   std::vector<std::pair<Done, absl::Status>> ready;
   {
     std::lock_guard lock(mu_);
-    RouteAckLocked(filter, owner, st, &ready);
+    RouteAckLocked(key, owner, st, &ready);
   }
   for (auto& [done, status] : ready) {
     if (done) done(status);
   }
 }
 
-void ClusterRouter::AddRoute(const std::string& filter, Done done) {
+void ClusterRouter::AddRoute(const std::string& filter, const std::string& group, Done done) {
   std::vector<Outgoing> out;
   std::vector<std::pair<Done, absl::Status>> ready;
+  const RouteKey key{filter, group};
   {
     std::lock_guard lock(mu_);
-    LocalFilter& lf = local_filters_[filter];
+    LocalFilter& lf = local_filters_[key];
     ++lf.count;
     const bool settled = lf.pending.empty() && !lf.registered.empty();
     if (settled && lf.count > 1) {
       ready.emplace_back(std::move(done), absl::OkStatus());
     } else {
       if (done) lf.waiters.push_back(std::move(done));
-      RegisterLocked(filter, lf, &out);
+      RegisterLocked(key, lf, &out);
       if (lf.pending.empty()) {  // nothing to wait for: all in process, or a failure
         for (Done& d : lf.waiters) ready.emplace_back(std::move(d), lf.failure);
         lf.waiters.clear();
@@ -137,23 +140,24 @@ void ClusterRouter::AddRoute(const std::string& filter, Done done) {
   }
 }
 
-void ClusterRouter::RemoveRoute(const std::string& filter) {
+void ClusterRouter::RemoveRoute(const std::string& filter, const std::string& group) {
   std::vector<Outgoing> out;
+  const RouteKey key{filter, group};
   {
     std::lock_guard lock(mu_);
-    auto it = local_filters_.find(filter);
+    auto it = local_filters_.find(key);
     if (it == local_filters_.end()) return;
     if (--it->second.count > 0) return;
     for (const Owner& o : it->second.registered) {
       if (o.node == self_) {
-        owner_routes_.Remove(self_, lease_, filter);
+        owner_routes_.Remove(self_, lease_, filter, group);
       } else {
-        out.push_back(Outgoing{o.node, RouteItemOf(filter, false), nullptr});
+        out.push_back(Outgoing{o.node, RouteItemOf(key, false), nullptr});
       }
     }
     // Owners still pending get the add first and the remove after it, on the same stream.
     for (const Owner& o : it->second.pending) {
-      out.push_back(Outgoing{o.node, RouteItemOf(filter, false), nullptr});
+      out.push_back(Outgoing{o.node, RouteItemOf(key, false), nullptr});
     }
     std::vector<Done> waiters = std::move(it->second.waiters);
     local_filters_.erase(it);
@@ -165,22 +169,47 @@ void ClusterRouter::RemoveRoute(const std::string& filter) {
 }
 
 void ClusterRouter::RoutePublishLocked(const std::string& origin, const records::Message& message,
-                                       std::vector<Outgoing>* out, bool* deliver_here) {
-  std::vector<std::string> targets;
+                                       std::vector<Outgoing>* out, LocalDelivery::Scope* here) {
+  const OwnerRoutes::Matches matches = owner_routes_.MatchAll(message.topic());
+  std::map<std::string, LocalDelivery::Scope> per_node;
+  auto scope = [&](const std::string& node) -> LocalDelivery::Scope& {
+    auto [it, inserted] = per_node.try_emplace(node);
+    if (inserted) it->second.plain = false;
+    return it->second;
+  };
+  // Plain subscribers: every node with a matching route (a retained message: every node, for
+  // its retained index), except the origin, which delivered to its own.
   if (message.retain()) {
-    // Every node keeps every retained message in its own index.
-    for (const auto& [id, m] : members_) targets.push_back(id);
+    for (const auto& [id, m] : members_) {
+      if (id != origin) scope(id).plain = true;
+    }
   } else {
-    targets = owner_routes_.Match(message.topic());
+    for (const std::string& node : matches.plain) {
+      if (node != origin) scope(node).plain = true;
+    }
   }
-  for (const std::string& node : targets) {
-    if (node == origin) continue;  // the origin delivered to its own subscribers
+  // Shared subscriptions: one node per subscription, round-robin over the nodes with members
+  // (the origin included: it leaves shared subscriptions to the owner).
+  for (const auto& [key, nodes] : matches.shared) {
+    uint64_t& rr = shared_rr_[key];
+    const std::string& pick = nodes[rr++ % nodes.size()];
+    scope(pick).shared.push_back(key);
+  }
+  for (auto& [node, sc] : per_node) {
+    if (!sc.plain && sc.shared.empty()) continue;
     if (node == self_) {
-      *deliver_here = true;
+      *here = std::move(sc);
       continue;
     }
     v1::PeerItem item;
-    *item.mutable_deliver()->mutable_message() = message;
+    v1::DeliverItem* d = item.mutable_deliver();
+    *d->mutable_message() = message;
+    d->set_plain(sc.plain);
+    for (const auto& [group, filter] : sc.shared) {
+      v1::SharedPick* pick = d->add_shared();
+      pick->set_group(group);
+      pick->set_filter(filter);
+    }
     out->push_back(Outgoing{node, std::move(item), nullptr, message.qos() == 0});
     ++stats_.routed_out;
   }
@@ -189,7 +218,8 @@ void ClusterRouter::RoutePublishLocked(const std::string& origin, const records:
 void ClusterRouter::Forward(const records::Message& message, Done done) {
   std::vector<Outgoing> out;
   absl::Status error;
-  bool here = false;
+  LocalDelivery::Scope here;
+  here.plain = false;
   {
     std::lock_guard lock(mu_);
     if (map_.revision == 0 || map_.record.partitions() == 0) {
@@ -214,6 +244,8 @@ void ClusterRouter::Forward(const records::Message& message, Done done) {
     }
     if (!error.ok()) ++stats_.forward_errors;
   }
+  // This node owns the topic and picked itself for shared subscriptions.
+  if (!here.shared.empty()) local_.DeliverLocal(message, std::move(here));
   Send(std::move(out));
   if (done) done(error);
 }
@@ -223,22 +255,26 @@ void ClusterRouter::Handle(const std::string& sender, int64_t sender_lease,
   switch (item.kind_case()) {
     case v1::PeerItem::kRoute: {
       std::lock_guard lock(mu_);
-      if (item.route().add()) {
-        owner_routes_.Add(sender, sender_lease, item.route().filter());
+      const v1::RouteItem& r = item.route();
+      if (r.add()) {
+        owner_routes_.Add(sender, sender_lease, r.filter(), r.group());
       } else {
-        owner_routes_.Remove(sender, sender_lease, item.route().filter());
+        owner_routes_.Remove(sender, sender_lease, r.filter(), r.group());
       }
       return;
     }
     case v1::PeerItem::kPublish: {
       std::vector<Outgoing> out;
-      bool here = false;
+      LocalDelivery::Scope here;
+      here.plain = false;
       {
         std::lock_guard lock(mu_);
         RoutePublishLocked(sender, item.publish().message(), &out, &here);
-        if (here) ++stats_.delivered_in;
+        if (here.plain || !here.shared.empty()) ++stats_.delivered_in;
       }
-      if (here) local_.DeliverLocal(item.publish().message());
+      if (here.plain || !here.shared.empty()) {
+        local_.DeliverLocal(item.publish().message(), std::move(here));
+      }
       Send(std::move(out));
       return;
     }
@@ -247,7 +283,11 @@ void ClusterRouter::Handle(const std::string& sender, int64_t sender_lease,
         std::lock_guard lock(mu_);
         ++stats_.delivered_in;
       }
-      local_.DeliverLocal(item.deliver().message());
+      const v1::DeliverItem& d = item.deliver();
+      LocalDelivery::Scope scope;
+      scope.plain = d.plain();
+      for (const v1::SharedPick& p : d.shared()) scope.shared.emplace_back(p.group(), p.filter());
+      local_.DeliverLocal(d.message(), std::move(scope));
       return;
     }
     case v1::PeerItem::KIND_NOT_SET:
@@ -301,11 +341,11 @@ void ClusterRouter::SetLease(int64_t lease) {
     for (const auto& [id, m] : members_) {
       if (id != self_) links_[id] = PeerLink::Create(self_, lease_, id, m.cluster_addr());
     }
-    for (auto& [filter, lf] : local_filters_) {
+    for (auto& [key, lf] : local_filters_) {
       lf.registered.clear();
       lf.pending.clear();
-      if (previous != 0) owner_routes_.Remove(self_, previous, filter);
-      RegisterLocked(filter, lf, &out);
+      if (previous != 0) owner_routes_.Remove(self_, previous, key.first, key.second);
+      RegisterLocked(key, lf, &out);
     }
   }
   old.clear();
@@ -318,7 +358,7 @@ void ClusterRouter::OnMap(const PartitionMap& map) {
     std::lock_guard lock(mu_);
     if (map.revision <= map_.revision) return;
     map_ = map;
-    for (auto& [filter, lf] : local_filters_) RegisterLocked(filter, lf, &out);
+    for (auto& [key, lf] : local_filters_) RegisterLocked(key, lf, &out);
   }
   Send(std::move(out));
 }
@@ -348,13 +388,13 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
       links_[id] = PeerLink::Create(self_, lease_, id, m.cluster_addr());
     }
     // Forget registrations at owners that are gone (or restarted), then register where missing.
-    for (auto& [filter, lf] : local_filters_) {
+    for (auto& [key, lf] : local_filters_) {
       for (auto it = lf.registered.begin(); it != lf.registered.end();) {
         auto m = members_.find(it->node);
         it = (m == members_.end() || m->second.lease() != it->lease) ? lf.registered.erase(it)
                                                                      : std::next(it);
       }
-      RegisterLocked(filter, lf, &out);
+      RegisterLocked(key, lf, &out);
     }
   }
   dropped.clear();  // joins their threads outside the lock; their pending items fail

@@ -15,9 +15,13 @@
 //   have them yet (a new leader, a restarted store node); an owner drops the routes of a node
 //   that left, and of an earlier incarnation of a node that rejoined.
 //
+// * Shared subscriptions: a node registers ($share/<group>/<filter>) as a route with the group.
+//   The owner picks, per matching shared subscription, one node with members (round-robin) and
+//   tells it to serve that subscription; the publisher's node delivers only to its plain
+//   subscribers and leaves shared ones to the owner.
+//
 // Not built yet: sessions on store nodes (persistent sessions reconnecting through another
-// node), shared subscriptions across nodes, will delivery for a dead node's clients, partition
-// hand-off. docs/cluster.md.
+// node), will delivery for a dead node's clients, partition hand-off. docs/cluster.md.
 //
 // Thread-safety: every method from any thread; one mutex, never held while calling out.
 #pragma once
@@ -57,8 +61,8 @@ class ClusterRouter final : public Router, public PeerHandler {
   void Stop();
 
   // Router
-  void AddRoute(const std::string& filter, Done done) override;
-  void RemoveRoute(const std::string& filter) override;
+  void AddRoute(const std::string& filter, const std::string& group, Done done) override;
+  void RemoveRoute(const std::string& filter, const std::string& group) override;
   void Forward(const records::Message& message, Done done) override;
 
   // PeerHandler
@@ -99,19 +103,22 @@ class ClusterRouter final : public Router, public PeerHandler {
     bool droppable = false;  // QoS 0: dropped if the link lags (kQos0LinkBacklog)
   };
 
+  using RouteKey = std::pair<std::string, std::string>;  // (filter, group)
+
   // Under mu_.
   std::vector<Owner> OwnersOfLocked(const std::string& filter) const;
   bool AliveLocked(const std::string& node) const { return members_.contains(node); }
-  void RegisterLocked(const std::string& filter, LocalFilter& lf, std::vector<Outgoing>* out);
-  void RouteAckLocked(const std::string& filter, const Owner& owner, const absl::Status& st,
+  void RegisterLocked(const RouteKey& key, LocalFilter& lf, std::vector<Outgoing>* out);
+  void RouteAckLocked(const RouteKey& key, const Owner& owner, const absl::Status& st,
                       std::vector<std::pair<Done, absl::Status>>* ready);
-  // As owner: where a publish from `origin` goes.
+  // As owner: where a publish from `origin` goes. *here: what this node delivers itself
+  // (nothing if both plain is false and shared is empty).
   void RoutePublishLocked(const std::string& origin, const records::Message& message,
-                          std::vector<Outgoing>* out, bool* deliver_here);
+                          std::vector<Outgoing>* out, LocalDelivery::Scope* here);
 
   // Outside mu_.
   void Send(std::vector<Outgoing> out);
-  void OnRouteAck(const std::string& filter, const Owner& owner, const absl::Status& st);
+  void OnRouteAck(const RouteKey& key, const Owner& owner, const absl::Status& st);
 
   const std::string self_;
   LocalDelivery& local_;
@@ -122,7 +129,9 @@ class ClusterRouter final : public Router, public PeerHandler {
   std::map<std::string, v1::MemberRecord> members_;
   std::map<std::string, std::shared_ptr<PeerLink>> links_;
   OwnerRoutes owner_routes_;
-  std::map<std::string, LocalFilter> local_filters_;
+  std::map<RouteKey, LocalFilter> local_filters_;
+  // Round-robin position per shared subscription (group, filter), as this node owns it.
+  std::map<std::pair<std::string, std::string>, uint64_t> shared_rr_;
   Stats stats_;
   uint64_t closed_batches_ = 0;  // batches_sent/items_sent of links already closed
   uint64_t closed_items_ = 0;

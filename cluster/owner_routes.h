@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <utility>
 #include <set>
 #include <string>
 #include <string_view>
@@ -21,12 +22,21 @@ namespace shardmq::cluster {
 
 class OwnerRoutes {
  public:
-  void Add(const std::string& node, int64_t lease, const std::string& filter);
-  void Remove(const std::string& node, int64_t lease, const std::string& filter);
+  // `group`: the shared subscription's group ("" = a plain route).
+  void Add(const std::string& node, int64_t lease, const std::string& filter,
+           const std::string& group = "");
+  void Remove(const std::string& node, int64_t lease, const std::string& filter,
+              const std::string& group = "");
   // Drops every route of `node` (it left the cluster).
   void DropNode(const std::string& node);
-  // Nodes with a route matching `topic`, sorted, without duplicates.
-  std::vector<std::string> Match(std::string_view topic) const;
+  struct Matches {
+    std::vector<std::string> plain;  // nodes with a plain route matching, sorted, unique
+    // (group, filter) -> nodes with members of $share/<group>/<filter>, sorted
+    std::map<std::pair<std::string, std::string>, std::vector<std::string>> shared;
+  };
+  Matches MatchAll(std::string_view topic) const;
+  // Nodes with a plain route matching `topic`, sorted, without duplicates.
+  std::vector<std::string> Match(std::string_view topic) const { return MatchAll(topic).plain; }
   size_t route_count() const { return trie_.size(); }
   // Nodes holding at least one route.
   std::vector<std::string> nodes() const;
@@ -37,9 +47,19 @@ class OwnerRoutes {
 
   struct NodeState {
     int64_t lease = 0;
-    std::set<std::string> filters;
+    std::set<std::pair<std::string, std::string>> routes;  // (filter, group)
   };
-  topic::FilterTrie<std::string, char> trie_;  // filter -> node -> (unused)
+  struct Route {
+    std::string node;
+    std::string group;
+    std::string filter;
+  };
+  // Trie key: the node id, or group + '\0' + node id for a shared route (a node holds one route
+  // per filter and group).
+  static std::string TrieKey(const std::string& node, const std::string& group) {
+    return group.empty() ? node : group + '\0' + node;
+  }
+  topic::FilterTrie<std::string, Route> trie_;
   std::map<std::string, NodeState> nodes_;
 };
 

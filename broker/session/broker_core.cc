@@ -52,14 +52,15 @@ Session& WorkerCore::CreateSession(const std::string& client_id) {
   return ref;
 }
 
-void WorkerCore::Publish(std::shared_ptr<Message> message) {
+void WorkerCore::Publish(std::shared_ptr<Message> message,
+                         const cluster::LocalDelivery::Scope* scope) {
   if (message->retain) UpdateRetained(*message);
   // Publishes nest (a delivery can end a session, which publishes its will): slots from Match
   // are freed only once the outermost publish is done.
   ++publish_depth_;
   std::vector<Delivery> deliveries;
   std::vector<LocationSlot*> slots;
-  routes_.Match(message, &deliveries, &slots);
+  routes_.Match(message, &deliveries, &slots, scope);
   // Where each session is (from its route's slot, no look-up by client id). QoS 1/2
   // deliveries to persistent sessions are stored (the body once, with the list of those
   // sessions) in this worker's batch, so the publisher's acknowledgement can wait for them.
@@ -100,8 +101,11 @@ void LocalTopicOwner::Publish(std::shared_ptr<Message> message, Done done) {
   }
   // In a cluster the message also goes to the topic's owner, for the other nodes' subscribers;
   // the publisher's acknowledgement waits for the owner too.
+  // This node delivers to its own non-shared subscribers; the topic's owner picks the node
+  // that serves each shared subscription (possibly this one).
+  static const cluster::LocalDelivery::Scope kPlainOnly{true, {}};
   records::Message rec = ToRecord(*message);
-  core_.Publish(std::move(message));
+  core_.Publish(std::move(message), &kPlainOnly);
   if (!done) {
     router->Forward(rec, nullptr);
     core_.CommitIfLarge();
@@ -534,9 +538,7 @@ void WorkerCore::EndSession(Session& session) {
   stats_.subscriptions.fetch_sub(static_cast<int64_t>(session.subscriptions.size()),
                                  std::memory_order_relaxed);
   if (cluster::Router* router = broker_.router()) {
-    for (const Removal& r : removals) {
-      if (r.group.empty()) router->RemoveRoute(r.filter);
-    }
+    for (const Removal& r : removals) router->RemoveRoute(r.filter, r.group);
   }
   Broadcast([cid, gen, removals = std::move(removals)](WorkerCore& w) {
     for (const auto& r : removals) w.routes().Remove(cid, r.group, r.filter, gen);
@@ -706,14 +708,17 @@ void BrokerCore::RegisterRecoveredRoutes() {
     for (const auto& [cid, s] : c->sessions_) {
       for (const auto& [full, o] : s->subscriptions) {
         topic::SharedFilter shared;
-        if (topic::ParseShared(full, &shared) == topic::ParseSharedResult::kShared) continue;
-        router_->AddRoute(full, nullptr);
+        if (topic::ParseShared(full, &shared) == topic::ParseSharedResult::kShared) {
+          router_->AddRoute(std::string(shared.filter), std::string(shared.group), nullptr);
+        } else {
+          router_->AddRoute(full, "", nullptr);
+        }
       }
     }
   }
 }
 
-void BrokerCore::DeliverLocal(records::Message message) {
+void BrokerCore::DeliverLocal(records::Message message, Scope scope) {
   if (peer_backlog_.load(std::memory_order_relaxed) >= kMaxPeerBacklog) {
     if (message.qos() == 0) {
       peer_backlog_dropped_.fetch_add(1, std::memory_order_relaxed);
@@ -728,9 +733,10 @@ void BrokerCore::DeliverLocal(records::Message message) {
   const int w = static_cast<int>(Hash64(message.topic()) % cores_.size());
   WorkerCore* core = cores_[w].get();
   peer_backlog_.fetch_add(1, std::memory_order_relaxed);
-  core->worker().Post([this, core, m = std::make_shared<Message>(FromRecord(message))]() mutable {
+  core->worker().Post([this, core, m = std::make_shared<Message>(FromRecord(message)),
+                       scope = std::move(scope)]() mutable {
     peer_backlog_.fetch_sub(1, std::memory_order_relaxed);
-    core->Publish(std::move(m));
+    core->Publish(std::move(m), &scope);
   });
 }
 

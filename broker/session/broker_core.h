@@ -88,7 +88,10 @@ class WorkerCore {
   // message, matches routes and dispatches the deliveries. Durable effects (retained update,
   // body and queue entries for persistent sessions' QoS 1/2 deliveries) go into batch(); use
   // AfterCommit to act once they are durable.
-  void Publish(std::shared_ptr<Message> message);
+  // `scope` (cluster mode): which of this node's subscribers the message is for (see
+  // cluster::LocalDelivery::Scope); nullptr = all of them.
+  void Publish(std::shared_ptr<Message> message,
+               const cluster::LocalDelivery::Scope* scope = nullptr);
   // Where this worker's connections hand their publishes (TopicOwner): on one node, this core.
   TopicOwner& topic_owner(const std::string& topic) {
     (void)topic;  // one owner for every topic until the cluster layer routes by partition
@@ -280,7 +283,7 @@ class BrokerCore final : public cluster::LocalDelivery {
   // is small on purpose: under a QoS 0 flood, a message dropped here costs far less than one
   // routed on a worker and then dropped for a congested subscriber (bench/cluster_compare
   // fan-in: 0.14x of a single node with 20,000, 0.30x with 500; 100 was no better).
-  void DeliverLocal(records::Message message) override;
+  void DeliverLocal(records::Message message, Scope scope) override;
   static constexpr int64_t kMaxPeerBacklog = 500;
   uint64_t peer_backlog_dropped() const {
     return peer_backlog_dropped_.load(std::memory_order_relaxed);

@@ -599,6 +599,17 @@ void ConnectionHandler::HandlePubResponse(codec::PubResponse& r) {
   }
 }
 
+namespace {
+// A full filter as the cluster routes it: (filter without $share prefix, group or "").
+std::pair<std::string, std::string> RouteOf(const std::string& full) {
+  topic::SharedFilter shared;
+  if (topic::ParseShared(full, &shared) == topic::ParseSharedResult::kShared) {
+    return {std::string(shared.filter), std::string(shared.group)};
+  }
+  return {full, ""};
+}
+}  // namespace
+
 void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
   cluster::Router* router = core_.broker().router();
   if (router == nullptr) {
@@ -608,11 +619,13 @@ void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
   // In a cluster, a new (non-shared) filter first gets this node's route at the filter's
   // owners, so a publish anywhere after the SUBACK is seen; then the subscription is applied.
   // A filter whose owner cannot be reached is refused (SUBACK failure code).
-  std::vector<std::string> routed;
+  std::vector<std::string> routed;  // full filters ($share/... included)
   for (const codec::SubscriptionRequest& req : s.subscriptions) {
     topic::SharedFilter shared;
-    if (topic::ParseShared(req.filter, &shared) != topic::ParseSharedResult::kNotShared) continue;
-    if (!topic::IsValidFilter(req.filter) || session_->subscriptions.contains(req.filter)) continue;
+    const topic::ParseSharedResult kind = topic::ParseShared(req.filter, &shared);
+    if (kind == topic::ParseSharedResult::kInvalid) continue;
+    if (kind == topic::ParseSharedResult::kNotShared && !topic::IsValidFilter(req.filter)) continue;
+    if (session_->subscriptions.contains(req.filter)) continue;
     if (std::find(routed.begin(), routed.end(), req.filter) == routed.end()) {
       routed.push_back(req.filter);
     }
@@ -632,8 +645,9 @@ void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
   pending->routed = routed;
   pending->left = routed.size();
   for (const std::string& filter : routed) {
-    router->AddRoute(filter, [weak = weak_from_this(), worker = &core_.worker(), pending,
-                              filter](const absl::Status& st) {
+    const auto [plain, group] = RouteOf(filter);
+    router->AddRoute(plain, group, [weak = weak_from_this(), worker = &core_.worker(), pending,
+                                    filter](const absl::Status& st) {
       worker->Post([weak, pending, filter, st] {
         if (!st.ok()) {
           SHARDMQ_LOG(WARNING) << "subscription to \"" << filter << "\" refused: " << st.message();
@@ -645,7 +659,8 @@ void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
           // Gone meanwhile: the routes it registered are not needed.
           cluster::Router* r = self ? self->core_.broker().router() : nullptr;
           for (const std::string& f : pending->routed) {
-            if (r != nullptr) r->RemoveRoute(f);
+            const auto [plain, group] = RouteOf(f);
+            if (r != nullptr) r->RemoveRoute(plain, group);
           }
           return;
         }
@@ -700,11 +715,12 @@ void ConnectionHandler::ApplySubscribe(codec::Subscribe& s, const std::vector<st
     o.subscription_id = sub_id;
     auto [it, inserted] = session_->subscriptions.insert_or_assign(req.filter, o);
     if (inserted) core_.stats().subscriptions.fetch_add(1, std::memory_order_relaxed);
-    if (router != nullptr && kind == topic::ParseSharedResult::kNotShared && inserted) {
+    if (router != nullptr && inserted) {
       if (auto u = std::find(unused.begin(), unused.end(), req.filter); u != unused.end()) {
         unused.erase(u);  // this subscription keeps the route registered for it
       } else {
-        router->AddRoute(req.filter, nullptr);  // not registered ahead (cannot happen today)
+        const auto [plain_filter, group] = RouteOf(req.filter);
+        router->AddRoute(plain_filter, group, nullptr);  // not registered ahead (see above)
       }
     }
     session_->StoreSubscription(req.filter, o);
@@ -725,7 +741,8 @@ void ConnectionHandler::ApplySubscribe(codec::Subscribe& s, const std::vector<st
     codes.push_back(o.qos);
   }
   for (const std::string& f : unused) {
-    if (router != nullptr) router->RemoveRoute(f);  // failed ones were counted too
+    const auto [plain_filter, group] = RouteOf(f);
+    if (router != nullptr) router->RemoveRoute(plain_filter, group);  // failed ones count too
   }
   std::vector<RouteEntry> entries;
   entries.reserve(changes.size());
@@ -805,7 +822,9 @@ void ConnectionHandler::HandleUnsubscribe(codec::Unsubscribe& u) {
       removals.push_back({std::string(shared.group), std::string(shared.filter)});
     } else {
       removals.push_back({"", f});
-      if (cluster::Router* router = core_.broker().router()) router->RemoveRoute(f);
+    }
+    if (cluster::Router* router = core_.broker().router()) {
+      router->RemoveRoute(removals.back().filter, removals.back().group);
     }
   }
   const uint16_t packet_id = u.packet_id;

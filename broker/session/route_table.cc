@@ -104,7 +104,16 @@ void RouteTable::DetachSession(std::string_view client_id) {
 }
 
 void RouteTable::Match(const MessagePtr& message, std::vector<Delivery>* out,
-                       std::vector<LocationSlot*>* slots) {
+                       std::vector<LocationSlot*>* slots,
+                       const cluster::LocalDelivery::Scope* scope) {
+  const bool plain = scope == nullptr || scope->plain;
+  auto group_in_scope = [scope](const RouteEntry& e) {
+    if (scope == nullptr) return true;
+    for (const auto& [group, filter] : scope->shared) {
+      if (group == e.group && filter == e.filter) return true;
+    }
+    return false;
+  };
   const Message& m = *message;
   struct Group {
     std::vector<const RouteEntry*> members;
@@ -120,12 +129,14 @@ void RouteTable::Match(const MessagePtr& message, std::vector<Delivery>* out,
     bool counted = false;
     for (const auto& [key, e] : entries) {
       if (!e.group.empty()) {
+        if (!group_in_scope(e)) continue;
         std::string gkey = e.group;
         gkey.push_back('\0');
         gkey.append(e.filter);
         groups[gkey].members.push_back(&e);
         continue;
       }
+      if (!plain) continue;
       if (e.no_local && e.client_id == m.publisher) continue;
       if (!counted) {
         counted = true;

@@ -24,6 +24,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "broker/session/message.h"
+#include "cluster/router.h"
 #include "common/shared_string.h"
 #include "common/string_map.h"
 #include "common/topic_tree.h"
@@ -95,8 +96,11 @@ class RouteTable {
   // subscription identifiers of its matching subscriptions), plus one per matching shared
   // group (round-robin among online members). Appends to `out`, and each delivery's slot to
   // `slots` if given (valid until CollectGarbage).
+  // `scope` (cluster mode; nullptr = everything): deliver to non-shared routes only if
+  // scope->plain, and only to the shared subscriptions (group, filter) it lists.
   void Match(const MessagePtr& message, std::vector<Delivery>* out,
-             std::vector<LocationSlot*>* slots = nullptr);
+             std::vector<LocationSlot*>* slots = nullptr,
+             const cluster::LocalDelivery::Scope* scope = nullptr);
   // Frees the slots that ended since the last call. Call when no slot pointer from Match is
   // held any more.
   void CollectGarbage() {

@@ -3,6 +3,7 @@
 // hand (no etcd).
 #include "cluster/cluster_router.h"
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <map>
@@ -26,9 +27,16 @@ constexpr uint32_t kPartitions = 16;
 
 class Inbox : public LocalDelivery {
  public:
-  void DeliverLocal(records::Message m) override {
+  void DeliverLocal(records::Message m, Scope scope) override {
     std::lock_guard lock(mu_);
-    got_.push_back(m.topic() + "=" + m.payload());
+    if (scope.plain) got_.push_back(m.topic() + "=" + m.payload());
+    for (const auto& [group, filter] : scope.shared) {
+      shared_.push_back(group + "|" + filter + "|" + m.payload());
+    }
+  }
+  std::vector<std::string> shared() {
+    std::lock_guard lock(mu_);
+    return shared_;
   }
   std::vector<std::string> got() {
     std::lock_guard lock(mu_);
@@ -42,6 +50,7 @@ class Inbox : public LocalDelivery {
  private:
   std::mutex mu_;
   std::vector<std::string> got_;
+  std::vector<std::string> shared_;  // "group|filter|payload" for each shared pick
 };
 
 struct TestNode {
@@ -108,9 +117,10 @@ class ClusterRouterTest : public ::testing::Test {
     ADD_FAILURE() << "no topic owned by " << owner;
     return "";
   }
-  absl::Status AddRouteSync(TestNode& n, const std::string& filter) {
+  absl::Status AddRouteSync(TestNode& n, const std::string& filter,
+                            const std::string& group = "") {
     std::promise<absl::Status> p;
-    n.router.AddRoute(filter, [&p](const absl::Status& st) { p.set_value(st); });
+    n.router.AddRoute(filter, group, [&p](const absl::Status& st) { p.set_value(st); });
     return p.get_future().get();
   }
   absl::Status ForwardSync(TestNode& n, const records::Message& m) {
@@ -165,6 +175,35 @@ TEST_F(ClusterRouterTest, OrderIsKeptForThousandsOfPublishes) {
   EXPECT_EQ(node("b").router.stats().forwarded, static_cast<uint64_t>(kCount));
 }
 
+TEST_F(ClusterRouterTest, ASharedSubscriptionGetsEachMessageOnceAcrossNodes) {
+  // Members of $share/g/s/+ on a and b; a plain subscriber of s/+ on b too.
+  ASSERT_OK(AddRouteSync(node("a"), "s/+", "g"));
+  ASSERT_OK(AddRouteSync(node("b"), "s/+", "g"));
+  ASSERT_OK(AddRouteSync(node("b"), "s/+"));
+  constexpr int kCount = 40;
+  for (int i = 0; i < kCount; ++i) {
+    // From every node in turn, a and b included: the origin leaves shared ones to the owner.
+    const char* from = i % 3 == 0 ? "a" : i % 3 == 1 ? "b" : "c";
+    ASSERT_OK(ForwardSync(node(from), Msg(TopicOwnedBy("c", "s/"), std::to_string(i))));
+  }
+  ASSERT_TRUE(test::WaitFor(
+      [&] { return node("a").inbox.shared().size() + node("b").inbox.shared().size() == kCount; },
+      10s));
+  std::this_thread::sleep_for(200ms);  // no extra copies trickle in
+  std::vector<std::string> all = node("a").inbox.shared();
+  const std::vector<std::string> on_b = node("b").inbox.shared();
+  all.insert(all.end(), on_b.begin(), on_b.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(std::unique(all.begin(), all.end()), all.end()) << "a message went to the group twice";
+  EXPECT_EQ(all.size(), static_cast<size_t>(kCount));
+  // Round-robin: both nodes' members get some.
+  EXPECT_GT(node("a").inbox.shared().size(), 0u);
+  EXPECT_GT(on_b.size(), 0u);
+  for (const std::string& s : on_b) EXPECT_EQ(s.rfind("g|s/+|", 0), 0u) << s;
+  // The plain subscriber on b gets what a and c published (b's own: delivered by b itself).
+  EXPECT_TRUE(test::WaitFor([&] { return node("b").inbox.size() == kCount - kCount / 3; }, 5s));
+}
+
 TEST_F(ClusterRouterTest, RetainedPublishesReachEveryNode) {
   const std::string t = TopicOwnedBy("b", "ret/");
   ASSERT_OK(ForwardSync(node("a"), Msg(t, "kept", /*retain=*/true)));
@@ -177,10 +216,10 @@ TEST_F(ClusterRouterTest, RemovingTheLastLocalSubscriptionRemovesTheRoute) {
   const std::string t = TopicOwnedBy("b", "rm/");
   ASSERT_OK(AddRouteSync(node("a"), t));
   ASSERT_OK(AddRouteSync(node("a"), t));  // a second local subscription: counted
-  node("a").router.RemoveRoute(t);
+  node("a").router.RemoveRoute(t, "");
   ASSERT_OK(ForwardSync(node("c"), Msg(t, "1")));
   ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.size() == 1; }, 5s));
-  node("a").router.RemoveRoute(t);  // the last one
+  node("a").router.RemoveRoute(t, "");  // the last one
   ASSERT_TRUE(test::WaitFor([&] { return node("b").router.stats().owner_routes == 0; }, 5s));
   ASSERT_OK(ForwardSync(node("c"), Msg(t, "2")));
   std::this_thread::sleep_for(200ms);

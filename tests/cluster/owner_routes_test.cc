@@ -67,5 +67,24 @@ TEST(OwnerRoutesTest, DropNodeRemovesEverythingOfThatNode) {
   EXPECT_THAT(r.nodes(), ElementsAre("n2"));
 }
 
+TEST(OwnerRoutesTest, SharedRoutesAreListedPerSubscriptionWithTheirNodes) {
+  OwnerRoutes r;
+  r.Add("n1", 1, "s/+", "g");
+  r.Add("n2", 2, "s/+", "g");
+  r.Add("n2", 2, "s/#", "g");   // another shared subscription of the same group
+  r.Add("n3", 3, "s/+", "h");   // another group
+  r.Add("n3", 3, "s/+");        // and a plain route of the same filter
+  const OwnerRoutes::Matches m = r.MatchAll("s/x");
+  EXPECT_THAT(m.plain, ElementsAre("n3"));
+  ASSERT_EQ(m.shared.size(), 3u);
+  EXPECT_THAT(m.shared.at({"g", "s/+"}), ElementsAre("n1", "n2"));
+  EXPECT_THAT(m.shared.at({"g", "s/#"}), ElementsAre("n2"));
+  EXPECT_THAT(m.shared.at({"h", "s/+"}), ElementsAre("n3"));
+  r.Remove("n2", 2, "s/+", "g");
+  EXPECT_THAT(r.MatchAll("s/x").shared.at({"g", "s/+"}), ElementsAre("n1"));
+  r.DropNode("n1");
+  EXPECT_EQ(r.MatchAll("s/x").shared.count({"g", "s/+"}), 0u);
+}
+
 }  // namespace
 }  // namespace shardmq::cluster

@@ -182,3 +182,35 @@ def test_frontend_nodes_route_through_store_nodes(etcd, cluster_node):
     finally:
         sub.close()
         pub.close()
+
+
+def test_shared_subscription_with_members_on_several_nodes_gets_each_message_once(three, version):
+    (n1, n2, n3), client = three
+    members = [client(n, version, "m-" + n.name) for n in (n1, n2)]
+    for m in members:
+        m.connect()
+        m.subscribe("$share/workers/jobs/#", qos=1)
+    plain = client(n2, version, "plain")
+    plain.connect()
+    plain.subscribe("jobs/#", qos=1)
+    pubs = [client(n, version, "p-" + n.name) for n in (n1, n3)]
+    for p in pubs:
+        p.connect()
+    for i in range(40):
+        pubs[i % 2].publish("jobs/%d" % i, b"%d" % i, qos=1)
+    got = []
+    deadline = time.time() + 15
+    while len(got) < 40 and time.time() < deadline:
+        for m in members:
+            try:
+                got.append((m, m.messages.get(timeout=0.05)))
+            except Exception:
+                pass
+    payloads = sorted(int(msg.payload) for _, msg in got)
+    assert payloads == list(range(40)), payloads  # each once, none lost
+    assert {id(m) for m, _ in got} == {id(m) for m in members}  # both nodes' members served
+    for m in members:
+        m.expect_no_message(0.3)
+    # The plain subscriber gets every message, once.
+    assert sorted(int(m.payload) for m in plain.expect_messages(40)) == list(range(40))
+    plain.expect_no_message(0.3)
