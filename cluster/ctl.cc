@@ -1,7 +1,5 @@
 #include "cluster/ctl.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +14,7 @@
 #include "cluster/etcd_client.h"
 #include "cluster/membership.h"
 #include "cluster/node_server.h"
+#include "cluster/records_json.h"
 
 namespace shardmq::cluster {
 namespace {
@@ -64,12 +63,6 @@ std::string Json(std::string_view s) {
   return out + "\"";
 }
 
-template <typename M>
-bool Parse(const std::string& json, M* m) {
-  google::protobuf::util::JsonParseOptions opts;
-  opts.ignore_unknown_fields = true;
-  return google::protobuf::util::JsonStringToMessage(json, m, opts).ok();
-}
 
 struct NodeRow {
   std::string id;
@@ -98,15 +91,15 @@ int Status(EtcdClient& etcd, const std::string& endpoint, const std::string& pre
   for (const EtcdKeyValue& kv : all->kvs) {
     const std::string_view name = std::string_view(kv.key).substr(prefix.size());
     if (name == "meta") {
-      have_meta = Parse(kv.value, &meta);
+      have_meta = RecordFromJson(kv.value, &meta);
     } else if (name == "partition_map") {
-      if (Parse(kv.value, &map)) map_revision = kv.mod_revision;
+      if (RecordFromJson(kv.value, &map)) map_revision = kv.mod_revision;
     } else if (name == "controller") {
       v1::ControllerRecord c;
-      if (Parse(kv.value, &c)) controller = c.node_id();
+      if (RecordFromJson(kv.value, &c)) controller = c.node_id();
     } else if (name.starts_with("members/")) {
       v1::MemberRecord m;
-      if (!Parse(kv.value, &m)) continue;
+      if (!RecordFromJson(kv.value, &m)) continue;
       NodeRow& r = rows[m.node_id()];
       r.id = m.node_id();
       r.role = m.role();
@@ -115,7 +108,7 @@ int Status(EtcdClient& etcd, const std::string& endpoint, const std::string& pre
       r.mqtt_addr = m.mqtt_addr();
     } else if (name.starts_with("stores/")) {
       v1::StoreRecord s;
-      if (!Parse(kv.value, &s)) continue;
+      if (!RecordFromJson(kv.value, &s)) continue;
       NodeRow& r = rows[s.node_id()];
       r.id = s.node_id();
       r.store_state = s.state() == v1::StoreRecord::DRAINING ? "draining" : "active";
@@ -202,15 +195,13 @@ int SetStoreState(EtcdClient& etcd, const std::string& prefix, const std::string
       return 1;
     }
     v1::StoreRecord rec;
-    if (current->kvs.empty() || !Parse(current->kvs[0].value, &rec)) {
+    if (current->kvs.empty() || !RecordFromJson(current->kvs[0].value, &rec)) {
       std::fprintf(stderr, "shardmq ctl: %s is not a store node of the cluster under %s\n",
                    node.c_str(), prefix.c_str());
       return 1;
     }
     rec.set_state(state);
-    std::string json;
-    (void)google::protobuf::util::MessageToJsonString(rec, &json);
-    auto written = etcd.CompareAndPut(key, json, current->kvs[0].mod_revision);
+    auto written = etcd.CompareAndPut(key, RecordToJson(rec), current->kvs[0].mod_revision);
     if (!written.ok()) {
       std::fprintf(stderr, "shardmq ctl: %s\n", std::string(written.status().message()).c_str());
       return 1;
@@ -238,7 +229,7 @@ int Drain(EtcdClient& etcd, const std::string& prefix, const std::string& node, 
   while (true) {
     auto map = etcd.Get(prefix + "partition_map");
     v1::PartitionMapRecord rec;
-    if (map.ok() && !map->kvs.empty() && Parse(map->kvs[0].value, &rec)) {
+    if (map.ok() && !map->kvs.empty() && RecordFromJson(map->kvs[0].value, &rec)) {
       led = 0;
       for (const v1::PartitionAssignment& a : rec.assignments()) led += a.leader() == node;
       if (led == 0) {

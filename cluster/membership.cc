@@ -1,9 +1,8 @@
 #include "cluster/membership.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <chrono>
 
+#include "cluster/records_json.h"
 #include "cluster/ring.h"
 #include "common/log.h"
 
@@ -16,22 +15,6 @@ int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string ToJson(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.always_print_primitive_fields = true;
-  // Cannot fail for our messages (no Any fields to resolve).
-  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
-  return out;
-}
-
-template <typename M>
-bool FromJson(const std::string& json, M* m) {
-  google::protobuf::util::JsonParseOptions opts;
-  opts.ignore_unknown_fields = true;  // a newer node may have added fields
-  return google::protobuf::util::JsonStringToMessage(json, m, opts).ok();
 }
 
 }  // namespace
@@ -115,7 +98,7 @@ absl::Status Membership::CheckMeta() {
   meta.set_created_by(options_.node_id);
   meta.set_created_at_ms(NowMs());
   EtcdKeyValue current;
-  auto created = etcd_.CompareAndPut(Key("meta"), ToJson(meta), 0, 0, &current);
+  auto created = etcd_.CompareAndPut(Key("meta"), RecordToJson(meta), 0, 0, &current);
   if (!created.ok()) return created.status();
   if (*created) {
     SHARDMQ_LOG(INFO) << "cluster created under " << options_.prefix << " with "
@@ -123,7 +106,7 @@ absl::Status Membership::CheckMeta() {
     return absl::OkStatus();
   }
   v1::ClusterMeta existing;
-  if (!FromJson(current.value, &existing)) {
+  if (!RecordFromJson(current.value, &existing)) {
     return absl::FailedPreconditionError("etcd key " + Key("meta") + " is not a cluster record");
   }
   if (existing.partitions() != options_.partitions) {
@@ -150,7 +133,7 @@ absl::Status Membership::PutMember() {
   const auto give_up = Clock::now() + std::chrono::seconds(options_.lease_ttl_s + 2);
   while (true) {
     EtcdKeyValue current;
-    auto put = etcd_.CompareAndPut(key, ToJson(rec), 0, lease_.load(), &current);
+    auto put = etcd_.CompareAndPut(key, RecordToJson(rec), 0, lease_.load(), &current);
     if (!put.ok()) return put.status();
     if (*put) return absl::OkStatus();
     if (Clock::now() >= give_up) {
@@ -168,7 +151,7 @@ absl::Status Membership::Register() {
     store.set_node_id(options_.node_id);
     store.set_state(v1::StoreRecord::ACTIVE);
     store.set_joined_at_ms(NowMs());
-    auto put = etcd_.Put(Key("stores/" + options_.node_id), ToJson(store));
+    auto put = etcd_.Put(Key("stores/" + options_.node_id), RecordToJson(store));
     if (!put.ok()) return put.status();
   }
   auto lease = etcd_.GrantLease(options_.lease_ttl_s);
@@ -177,22 +160,26 @@ absl::Status Membership::Register() {
   return PutMember();
 }
 
-void Membership::LoadAll() {
-  auto all = etcd_.GetPrefix(options_.prefix);
-  if (!all.ok()) return;
+void Membership::ApplySnapshot(const EtcdRange& all) {
   {
     std::lock_guard lock(mu_);
     members_.clear();
     stores_.clear();
     controller_id_.clear();
-    for (const EtcdKeyValue& kv : all->kvs) {
+    for (const EtcdKeyValue& kv : all.kvs) {
       EtcdEvent ev;
       ev.kv = kv;
       Apply(ev);
     }
+    ++members_version_;  // the clear above changed members_ too
     dirty_ = true;
   }
   cv_.notify_all();
+}
+
+void Membership::LoadAll() {
+  auto all = etcd_.GetPrefix(options_.prefix);
+  if (all.ok()) ApplySnapshot(*all);
 }
 
 absl::Status Membership::Start() {
@@ -202,15 +189,7 @@ absl::Status Membership::Start() {
   if (!st.ok()) return st;
   auto all = etcd_.GetPrefix(options_.prefix);
   if (!all.ok()) return all.status();
-  {
-    std::lock_guard lock(mu_);
-    for (const EtcdKeyValue& kv : all->kvs) {
-      EtcdEvent ev;
-      ev.kv = kv;
-      Apply(ev);
-    }
-    dirty_ = true;
-  }
+  ApplySnapshot(*all);
   started_ = true;
   watch_ = etcd_.WatchPrefix(options_.prefix, all->revision + 1,
                              [this](const std::vector<EtcdEvent>& events, int64_t,
@@ -265,7 +244,7 @@ absl::Status Membership::Drain(std::chrono::milliseconds timeout) {
   store.set_node_id(options_.node_id);
   store.set_state(v1::StoreRecord::DRAINING);
   store.set_joined_at_ms(NowMs());
-  auto put = etcd_.Put(Key("stores/" + options_.node_id), ToJson(store));
+  auto put = etcd_.Put(Key("stores/" + options_.node_id), RecordToJson(store));
   if (!put.ok()) return put.status();
   SHARDMQ_LOG(INFO) << "draining: waiting for the controller to move this node's partitions";
   std::unique_lock lock(mu_);
@@ -294,7 +273,7 @@ void Membership::Apply(const EtcdEvent& event) {
   if (name.starts_with("members/")) {
     const std::string id = suffix_after("members/");
     v1::MemberRecord rec;
-    if (put && FromJson(event.kv.value, &rec)) {
+    if (put && RecordFromJson(event.kv.value, &rec)) {
       members_[id] = rec;
     } else {
       members_.erase(id);
@@ -304,7 +283,7 @@ void Membership::Apply(const EtcdEvent& event) {
   } else if (name.starts_with("stores/")) {
     const std::string id = suffix_after("stores/");
     v1::StoreRecord rec;
-    if (put && FromJson(event.kv.value, &rec)) {
+    if (put && RecordFromJson(event.kv.value, &rec)) {
       stores_[id] = rec;
     } else {
       stores_.erase(id);
@@ -312,7 +291,7 @@ void Membership::Apply(const EtcdEvent& event) {
     dirty_ = true;
   } else if (name == "controller") {
     v1::ControllerRecord rec;
-    if (put && FromJson(event.kv.value, &rec)) {
+    if (put && RecordFromJson(event.kv.value, &rec)) {
       controller_id_ = rec.node_id();
     } else {
       controller_id_.clear();
@@ -323,7 +302,7 @@ void Membership::Apply(const EtcdEvent& event) {
     }
   } else if (name == "partition_map") {
     v1::PartitionMapRecord rec;
-    if (put && event.kv.mod_revision > map_.revision && FromJson(event.kv.value, &rec)) {
+    if (put && event.kv.mod_revision > map_.revision && RecordFromJson(event.kv.value, &rec)) {
       map_.revision = event.kv.mod_revision;
       map_.record = std::move(rec);
       dirty_ = true;
@@ -384,7 +363,7 @@ void Membership::Campaign() {
   v1::ControllerRecord rec;
   rec.set_node_id(options_.node_id);
   rec.set_elected_at_ms(NowMs());
-  auto won = etcd_.CompareAndPut(Key("controller"), ToJson(rec), 0, lease_.load());
+  auto won = etcd_.CompareAndPut(Key("controller"), RecordToJson(rec), 0, lease_.load());
   if (!won.ok() || !*won) return;
   {
     std::lock_guard lock(mu_);
@@ -424,7 +403,7 @@ void Membership::Reconcile() {
   auto written =
       etcd_.PutIfAll({{Key("partition_map"), current.revision},
                       {Key("controller"), controller->kvs[0].mod_revision}},
-                     Key("partition_map"), ToJson(next));
+                     Key("partition_map"), RecordToJson(next));
   if (!written.ok() || !*written) {
     // Someone wrote in between, or etcd is unreachable: look again once the watch catches up.
     std::lock_guard lock(mu_);

@@ -120,6 +120,7 @@ class Membership {
   absl::Status Register();
   absl::Status PutMember();
   void LoadAll();
+  void ApplySnapshot(const EtcdRange& all);  // replaces what is known with a full read
   void OnEvents(const std::vector<EtcdEvent>& events, bool compacted);
   void Apply(const EtcdEvent& event);  // under mu_
   void DeliverMap();                   // hands a newer map to callbacks_ (not under mu_)

@@ -13,13 +13,18 @@ std::string RouteTable::Key(std::string_view client_id, std::string_view group) 
   return key;
 }
 
-LocationSlot* RouteTable::Acquire(std::string_view client_id) {
+LocationSlot& RouteTable::SlotFor(std::string_view client_id) {
   auto it = locations_.find(client_id);
   if (it == locations_.end()) {
     it = locations_.try_emplace(client_id, std::make_unique<LocationSlot>()).first;
   }
-  ++it->second->refs;
-  return it->second.get();
+  return *it->second;
+}
+
+LocationSlot* RouteTable::Acquire(std::string_view client_id) {
+  LocationSlot& slot = SlotFor(client_id);
+  ++slot.refs;
+  return &slot;
 }
 
 void RouteTable::Unref(std::string_view client_id, LocationSlot* slot) {
@@ -61,11 +66,7 @@ void RouteTable::Remove(std::string_view client_id, std::string_view group,
 }
 
 void RouteTable::SetLocation(const std::string& client_id, const SessionLocation& loc) {
-  auto it = locations_.find(client_id);
-  if (it == locations_.end()) {
-    it = locations_.try_emplace(client_id, std::make_unique<LocationSlot>()).first;
-  }
-  LocationSlot& slot = *it->second;
+  LocationSlot& slot = SlotFor(client_id);
   if (!slot.present) {
     slot.present = true;
     slot.loc = loc;
@@ -89,11 +90,7 @@ const SessionLocation* RouteTable::Location(std::string_view client_id) const {
 }
 
 void RouteTable::AttachSession(const std::string& client_id, Session* session) {
-  LocationSlot* slot = Slot(client_id);
-  if (slot == nullptr) {
-    slot = locations_.try_emplace(client_id, std::make_unique<LocationSlot>()).first->second.get();
-  }
-  slot->local = session;
+  SlotFor(client_id).local = session;
 }
 
 void RouteTable::DetachSession(std::string_view client_id) {

@@ -115,6 +115,8 @@ class RouteTable {
 
  private:
   static std::string Key(std::string_view client_id, std::string_view group);
+  // Finds or creates the slot of `client_id` (no reference taken).
+  LocationSlot& SlotFor(std::string_view client_id);
   // Finds or creates the slot of `client_id` and takes a reference on it.
   LocationSlot* Acquire(std::string_view client_id);
   // Drops a reference (or, with refs == 0, just re-checks) and ends the slot if nothing holds it.
