@@ -35,6 +35,7 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Start(ClusterNodeOptio
   mo.partitions = o.partitions;
   mo.vnodes = o.vnodes;
   node->membership_ = std::make_unique<Membership>(*node->etcd_, mo, *node);
+  node->router_->set_lease_check([m = node->membership_.get()] { return m->LeaseValid(); });
   absl::Status st = node->membership_->Start();
   if (!st.ok()) return st;
   SHARDMQ_LOG(INFO) << "cluster: node " << o.node_id << " (" << RoleName(o.role)

@@ -229,6 +229,13 @@ void ClusterRouter::Forward(const records::Message& message, Done done) {
       const std::string& leader = map_.LeaderOf(p);
       if (leader.empty()) {
         error = absl::UnavailableError("partition " + std::to_string(p) + " has no store node");
+      } else if (leader == self_ && !LeadsLocked(p, map_.EpochOf(p))) {
+        // Fencing: this node's lease may have expired (it was paused, or cut off from etcd),
+        // so another node may lead the partition now; it acts again once it has rejoined.
+        ++stats_.fenced;
+        error = absl::UnavailableError("partition " + std::to_string(p) +
+                                       ": this node's lease may have expired; not acting as its "
+                                       "leader until it has rejoined");
       } else if (leader == self_) {
         RoutePublishLocked(self_, message, &out, &here);
       } else if (!AliveLocked(leader)) {
@@ -250,9 +257,124 @@ void ClusterRouter::Forward(const records::Message& message, Done done) {
   if (done) done(error);
 }
 
+bool ClusterRouter::LeadsLocked(uint32_t partition, uint64_t epoch) const {
+  if (map_.revision == 0 || partition >= map_.record.partitions()) return false;
+  if (map_.LeaderOf(partition) != self_ || map_.EpochOf(partition) != epoch) return false;
+  return !lease_check_ || lease_check_();
+}
+
+absl::StatusOr<Router::Placement> ClusterRouter::PlaceSession(const std::string& client_id) {
+  std::lock_guard lock(mu_);
+  if (map_.revision == 0 || map_.record.partitions() == 0) {
+    return absl::UnavailableError("no partition map yet");
+  }
+  const uint32_t p = PartitionOf(client_id, map_.record.partitions());
+  const std::string& leader = map_.LeaderOf(p);
+  Placement out;
+  out.revision = map_.revision;
+  out.epoch = map_.EpochOf(p);
+  if (leader.empty()) {
+    return absl::UnavailableError("partition " + std::to_string(p) + " has no store node");
+  }
+  if (leader == self_) {
+    if (!LeadsLocked(p, out.epoch)) {
+      ++stats_.fenced;
+      return absl::UnavailableError("this node's lease may have expired: it does not act for "
+                                    "partition " + std::to_string(p) + " until it has rejoined");
+    }
+    out.local = true;
+    return out;
+  }
+  if (!AliveLocked(leader)) {
+    return absl::UnavailableError("partition " + std::to_string(p) + " is unavailable: its " +
+                                  "owner " + leader + " is down");
+  }
+  out.node = leader;
+  return out;
+}
+
+void ClusterRouter::RelayOpen(const Placement& placement, RelayOpenArgs args, Done done) {
+  v1::PeerItem item;
+  v1::RelayOpen* o = item.mutable_relay_open();
+  o->set_conn(args.conn);
+  o->set_client_id(std::move(args.client_id));
+  o->set_assigned(args.assigned);
+  o->set_data(std::move(args.data));
+  o->set_peer(std::move(args.peer));
+  o->set_map_revision(placement.revision);
+  o->set_epoch(placement.epoch);
+  {
+    std::lock_guard lock(mu_);
+    ++stats_.relays_out;
+  }
+  std::vector<Outgoing> out;
+  out.push_back(Outgoing{placement.node, std::move(item), std::move(done)});
+  Send(std::move(out));
+}
+
+void ClusterRouter::RelaySend(const std::string& node, uint64_t conn, bool upstream,
+                              std::string data, bool close, Done done) {
+  v1::PeerItem item;
+  v1::RelayData* r = item.mutable_relay();
+  r->set_conn(conn);
+  r->set_upstream(upstream);
+  r->set_data(std::move(data));
+  r->set_close(close);
+  std::vector<Outgoing> out;
+  out.push_back(Outgoing{node, std::move(item), std::move(done)});
+  Send(std::move(out));
+}
+
 void ClusterRouter::Handle(const std::string& sender, int64_t sender_lease,
                            const v1::PeerItem& item) {
   switch (item.kind_case()) {
+    case v1::PeerItem::kRelayOpen: {
+      const v1::RelayOpen& o = item.relay_open();
+      std::vector<Outgoing> out;
+      {
+        std::lock_guard lock(mu_);
+        const uint32_t p = map_.record.partitions() == 0
+                               ? 0
+                               : PartitionOf(o.client_id(), map_.record.partitions());
+        if (!LeadsLocked(p, o.epoch())) {
+          // Fencing: the sender's map and this node's disagree about who leads the session's
+          // partition (or this node's lease may have expired). Refuse; the sender waits for a
+          // newer map and opens again.
+          ++stats_.fenced;
+          v1::PeerItem refusal;
+          v1::RelayData* r = refusal.mutable_relay();
+          r->set_conn(o.conn());
+          r->set_upstream(false);
+          r->set_close(true);
+          r->set_not_leader(true);
+          r->set_map_revision(map_.revision);
+          out.push_back(Outgoing{sender, std::move(refusal), nullptr});
+        } else {
+          ++stats_.relays_in;
+        }
+      }
+      if (!out.empty()) {
+        SHARDMQ_LOG(INFO) << "refused a connection of client " << o.client_id() << " from "
+                          << sender << " (map revision " << o.map_revision() << ", epoch "
+                          << o.epoch() << "): not its session's leader at that epoch";
+        Send(std::move(out));
+        return;
+      }
+      Router::RelayOpenArgs args;
+      args.conn = o.conn();
+      args.client_id = o.client_id();
+      args.assigned = o.assigned();
+      args.data = o.data();
+      args.peer = o.peer();
+      local_.OnRelayOpen(sender, sender_lease, std::move(args));
+      return;
+    }
+    case v1::PeerItem::kRelay: {
+      const v1::RelayData& r = item.relay();
+      local_.OnRelayData(sender, sender_lease, r.conn(), r.upstream(), r.data(), r.close(),
+                         r.not_leader());
+      return;
+    }
     case v1::PeerItem::kRoute: {
       std::lock_guard lock(mu_);
       const v1::RouteItem& r = item.route();
@@ -325,12 +447,18 @@ void ClusterRouter::Send(std::vector<Outgoing> out) {
 
 void ClusterRouter::SetLease(int64_t lease) {
   std::map<std::string, std::shared_ptr<PeerLink>> old;
+  std::vector<std::string> gone;
   std::vector<Outgoing> out;
   {
     std::lock_guard lock(mu_);
     if (lease == lease_ || stopped_) return;
     const int64_t previous = lease_;
     lease_ = lease;
+    if (previous != 0) {
+      for (const auto& [id, m] : members_) {
+        if (id != self_) gone.push_back(id);
+      }
+    }
     // Links carry the lease in every batch: new ones for the new incarnation. Owners drop the
     // routes of the previous one when they see it, so register everything again.
     for (const auto& [id, link] : links_) {
@@ -349,6 +477,8 @@ void ClusterRouter::SetLease(int64_t lease) {
     }
   }
   old.clear();
+  // A new incarnation of this node: the other nodes drop what was relayed with the old one.
+  for (const std::string& id : gone) local_.OnNodeGone(id);
   Send(std::move(out));
 }
 
@@ -365,6 +495,7 @@ void ClusterRouter::OnMap(const PartitionMap& map) {
 
 void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& members) {
   std::vector<std::shared_ptr<PeerLink>> dropped;
+  std::vector<std::string> gone;
   std::vector<Outgoing> out;
   {
     std::lock_guard lock(mu_);
@@ -374,6 +505,7 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
       auto now = members.find(id);
       if (now != members.end() && now->second.lease() == old.lease()) continue;
       if (id == self_) continue;
+      gone.push_back(id);
       owner_routes_.DropNode(id);
       if (auto l = links_.find(id); l != links_.end()) {
         closed_batches_ += l->second->batches_sent();
@@ -398,6 +530,7 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
     }
   }
   dropped.clear();  // joins their threads outside the lock; their pending items fail
+  for (const std::string& id : gone) local_.OnNodeGone(id);
   Send(std::move(out));
 }
 

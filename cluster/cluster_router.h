@@ -64,6 +64,17 @@ class ClusterRouter final : public Router, public PeerHandler {
   void AddRoute(const std::string& filter, const std::string& group, Done done) override;
   void RemoveRoute(const std::string& filter, const std::string& group) override;
   void Forward(const records::Message& message, Done done) override;
+  absl::StatusOr<Placement> PlaceSession(const std::string& client_id) override;
+  void RelayOpen(const Placement& placement, RelayOpenArgs args, Done done) override;
+  void RelaySend(const std::string& node, uint64_t conn, bool upstream, std::string data,
+                 bool close, Done done) override;
+
+  // Whether this node may act as a partition's leader at all now (Membership::LeaseValid).
+  // Unset: always.
+  void set_lease_check(std::function<bool()> check) {
+    std::lock_guard lock(mu_);
+    lease_check_ = std::move(check);
+  }
 
   // PeerHandler
   void Handle(const std::string& sender, int64_t sender_lease, const v1::PeerItem& item) override;
@@ -78,6 +89,9 @@ class ClusterRouter final : public Router, public PeerHandler {
     uint64_t qos0_dropped = 0;     // QoS 0 messages dropped because the next node lags
     uint64_t batches_out = 0;      // gRPC messages sent on the peer links
     uint64_t items_out = 0;        // items in them: items_out / batches_out = batching
+    uint64_t relays_out = 0;       // client connections relayed to their session's node
+    uint64_t relays_in = 0;        // relayed connections accepted for this node's sessions
+    uint64_t fenced = 0;           // requests refused: not the leader at the sender's epoch
   };
   Stats stats() const;
 
@@ -116,6 +130,9 @@ class ClusterRouter final : public Router, public PeerHandler {
   void RoutePublishLocked(const std::string& origin, const records::Message& message,
                           std::vector<Outgoing>* out, LocalDelivery::Scope* here);
 
+  // Whether this node leads `partition` at `epoch` and may act on it (fencing).
+  bool LeadsLocked(uint32_t partition, uint64_t epoch) const;
+
   // Outside mu_.
   void Send(std::vector<Outgoing> out);
   void OnRouteAck(const RouteKey& key, const Owner& owner, const absl::Status& st);
@@ -125,6 +142,7 @@ class ClusterRouter final : public Router, public PeerHandler {
   mutable std::mutex mu_;
   bool stopped_ = false;
   int64_t lease_ = 0;
+  std::function<bool()> lease_check_;
   PartitionMap map_;
   std::map<std::string, v1::MemberRecord> members_;
   std::map<std::string, std::shared_ptr<PeerLink>> links_;

@@ -154,10 +154,25 @@ absl::Status Membership::Register() {
     auto put = etcd_.Put(Key("stores/" + options_.node_id), RecordToJson(store));
     if (!put.ok()) return put.status();
   }
+  const auto asked_at = Clock::now();
   auto lease = etcd_.GrantLease(options_.lease_ttl_s);
   if (!lease.ok()) return lease.status();
   lease_ = *lease;
-  return PutMember();
+  absl::Status st = PutMember();
+  if (st.ok()) MarkValid(asked_at);
+  return st;
+}
+
+void Membership::Reload() {
+  // What changed while this node was away (the map above all) is read before the node acts on
+  // its view again: the watch may still be catching up.
+  LoadAll();
+  DeliverMembers();
+  DeliverMap();
+}
+
+void Membership::MarkValid(Clock::time_point asked_at) {
+  valid_until_ = (asked_at + std::chrono::seconds(options_.lease_ttl_s)).time_since_epoch().count();
 }
 
 void Membership::ApplySnapshot(const EtcdRange& all) {
@@ -429,6 +444,7 @@ void Membership::Loop() {
       if (stopping_) return;
     }
     if (Clock::now() >= next_keepalive) {
+      const auto asked_at = Clock::now();
       auto ttl = etcd_.KeepAlive(lease_.load());
       const bool expired = (ttl.ok() && *ttl <= 0) ||
                            (!ttl.ok() && Clock::now() - renewed_at >
@@ -436,18 +452,27 @@ void Membership::Loop() {
       if (ttl.ok() && *ttl > 0) {
         renewed_at = Clock::now();
         next_keepalive = renewed_at + period;
+        if (valid_until_.load() == 0) Reload();  // the rejoin below could not finish its read
+        MarkValid(asked_at);
       } else if (expired) {
         SHARDMQ_LOG(WARNING) << "membership lease " << lease_.load()
                              << " expired; rejoining with a new lease";
+        valid_until_ = 0;
         controller_ = false;
         callbacks_.OnLeaseLost();
+        const auto granted_asked_at = Clock::now();
         auto lease = etcd_.GrantLease(options_.lease_ttl_s);
         if (lease.ok()) {
           lease_ = *lease;
           callbacks_.OnLease(*lease);
           absl::Status st = PutMember();
-          if (st.ok()) renewed_at = Clock::now();
-          else SHARDMQ_LOG(WARNING) << "rejoining: " << st.message();
+          if (st.ok()) {
+            renewed_at = Clock::now();
+            Reload();
+            MarkValid(granted_asked_at);
+          } else {
+            SHARDMQ_LOG(WARNING) << "rejoining: " << st.message();
+          }
         }
         next_keepalive = Clock::now() + period;
       } else {

@@ -110,6 +110,13 @@ class Membership {
   PartitionMap map() const;
   bool is_controller() const { return controller_.load(); }
   int64_t lease() const { return lease_.load(); }
+  // Whether this node may still act on its view of the cluster: its lease is known to be alive
+  // (renewed less than a TTL ago, counted from before the renewal was asked for), and after a
+  // lost lease the map has been read again. A node stopped (SIGSTOP) past its lease answers
+  // false from the moment it runs again, before any other thread of it learns of the loss.
+  bool LeaseValid() const {
+    return std::chrono::steady_clock::now().time_since_epoch().count() < valid_until_.load();
+  }
   const MembershipOptions& options() const { return options_; }
   // Live members as last seen (node id -> record).
   std::map<std::string, v1::MemberRecord> members() const;
@@ -119,6 +126,8 @@ class Membership {
   absl::Status CheckMeta();
   absl::Status Register();
   absl::Status PutMember();
+  void MarkValid(std::chrono::steady_clock::time_point asked_at);  // see LeaseValid
+  void Reload();  // after a lost lease: a full read, handed to the callbacks
   void LoadAll();
   void ApplySnapshot(const EtcdRange& all);  // replaces what is known with a full read
   void OnEvents(const std::vector<EtcdEvent>& events, bool compacted);
@@ -149,6 +158,7 @@ class Membership {
 
   std::atomic<bool> controller_{false};
   std::atomic<int64_t> lease_{0};
+  std::atomic<int64_t> valid_until_{0};  // steady_clock ticks; see LeaseValid
   std::unique_ptr<EtcdClient::Watch> watch_;
   std::thread thread_;
   bool started_ = false;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "proto/records.pb.h"
 
 namespace shardmq::cluster {
@@ -34,6 +35,30 @@ class Router {
   // The caller delivers to its own non-shared subscribers only. `done` once the owner has
   // handled it; Unavailable (with the reason) if the owner is down or unknown.
   virtual void Forward(const records::Message& message, Done done) = 0;
+
+  // --- Sessions. A client's session lives on S = leader(partition(client id)); a node that
+  // is not S relays the client's MQTT byte stream to S (proto/cluster.proto, RelayOpen).
+  struct Placement {
+    bool local = false;     // this node is S
+    std::string node;       // S otherwise
+    int64_t revision = 0;   // the map revision the answer comes from
+    uint64_t epoch = 0;     // epoch of partition(client id) in it
+  };
+  // Where `client_id`'s session lives. Unavailable (with the reason) if S is down or unknown,
+  // or if this node would be S but may not act for it (its lease may have expired).
+  virtual absl::StatusOr<Placement> PlaceSession(const std::string& client_id) = 0;
+  struct RelayOpenArgs {
+    uint64_t conn = 0;
+    std::string client_id;
+    bool assigned = false;
+    std::string data;
+    std::string peer;
+  };
+  // Opens a relayed connection at `placement.node` (the revision and epoch go with it).
+  virtual void RelayOpen(const Placement& placement, RelayOpenArgs args, Done done) = 0;
+  // Bytes of a relayed connection to `node` (see RelayData). `done` once `node` has them.
+  virtual void RelaySend(const std::string& node, uint64_t conn, bool upstream, std::string data,
+                         bool close, Done done) = 0;
 };
 
 // Implemented by the broker.
@@ -49,6 +74,20 @@ class LocalDelivery {
   // node's subscribers in `scope` (and its retained index). Called on cluster threads,
   // messages of one topic in order.
   virtual void DeliverLocal(records::Message message, Scope scope) = 0;
+
+  // --- Relayed connections (Router::RelayOpen). Called on cluster threads, one connection's
+  // calls in order.
+  // As S: a front-end opened a connection for a session of this node.
+  virtual void OnRelayOpen(const std::string& origin, int64_t origin_lease,
+                           Router::RelayOpenArgs args) = 0;
+  // Bytes for a relayed connection: `upstream` (as S, from front-end `origin`), or for a
+  // client of this node whose session is on `origin` (as front-end). `not_leader`: `origin`
+  // refused the RelayOpen (fencing); the front-end places the session again.
+  virtual void OnRelayData(const std::string& origin, int64_t origin_lease, uint64_t conn,
+                           bool upstream, std::string data, bool close, bool not_leader) = 0;
+  // `node` left the cluster or came back as a new incarnation: connections relayed from it
+  // are lost (their wills are due), and so are the ones relayed to it.
+  virtual void OnNodeGone(const std::string& node) = 0;
 };
 
 }  // namespace shardmq::cluster

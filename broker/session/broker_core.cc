@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "broker/session/connection_handler.h"
+#include "broker/session/relayed_connection.h"
 #include "broker/session/session.h"
 #include "broker/session/sys_topics.h"
 #include "common/hash.h"
@@ -615,6 +616,61 @@ void WorkerCore::CloseAll() {
   for (auto& h : all) h->Kick(codec::ReasonCode::kServerShuttingDown);
 }
 
+// ---------------------------------------------------------------- relayed connections
+
+void WorkerCore::OpenRelayed(const std::string& origin, const std::string& key,
+                             cluster::Router::RelayOpenArgs args) {
+  if (relayed_in_.contains(key)) return;  // a repeated open: the first one stands
+  auto rc = std::make_shared<RelayedConnection>(*this, origin, key, args.conn, args.peer,
+                                                broker_.NextRelayedId());
+  auto handler = std::make_shared<ConnectionHandler>(*this, *rc);
+  handler->SetRelayedIdentity(std::move(args.client_id), args.assigned, origin);
+  relayed_in_.emplace(key, rc);
+  rc->Start(std::move(handler), args.data);
+}
+
+void WorkerCore::RelayedIn(const std::string& key, std::string_view data, bool close) {
+  auto it = relayed_in_.find(key);
+  if (it == relayed_in_.end()) return;  // closed here already
+  std::shared_ptr<RelayedConnection> rc = it->second;
+  if (!data.empty()) rc->Receive(data);
+  if (close) rc->Lost();
+}
+
+void WorkerCore::ForgetRelayed(const std::string& key) { relayed_in_.erase(key); }
+
+uint64_t WorkerCore::RegisterRelay(std::shared_ptr<ConnectionHandler> handler) {
+  const uint64_t conn = (++next_relay_ << 8) | static_cast<uint64_t>(index());
+  relays_out_.emplace(conn, std::move(handler));
+  return conn;
+}
+
+void WorkerCore::RelayReply(const std::string& from, uint64_t conn, std::string_view data,
+                            bool close, bool not_leader) {
+  auto it = relays_out_.find(conn);
+  if (it == relays_out_.end()) return;
+  std::shared_ptr<ConnectionHandler> handler = it->second.lock();
+  if (handler == nullptr) {
+    relays_out_.erase(it);
+    return;
+  }
+  handler->OnRelayReply(from, data, close, not_leader);
+}
+
+void WorkerCore::RelayNodeGone(const std::string& node) {
+  std::vector<std::shared_ptr<RelayedConnection>> lost;
+  for (const auto& [key, rc] : relayed_in_) {
+    if (rc->origin() == node) lost.push_back(rc);
+  }
+  for (auto& rc : lost) rc->Lost();
+  std::vector<std::shared_ptr<ConnectionHandler>> cut;
+  for (const auto& [conn, weak] : relays_out_) {
+    auto h = weak.lock();
+    if (h && h->relay_node() == node) cut.push_back(std::move(h));
+  }
+  for (auto& h : cut) h->OnRelayNodeGone();
+}
+
 // ---------------------------------------------------------------- BrokerCore
 
 BrokerCore::BrokerCore(const config::Config& config, storage::Storage& storage,
@@ -738,6 +794,40 @@ void BrokerCore::DeliverLocal(records::Message message, Scope scope) {
     peer_backlog_.fetch_sub(1, std::memory_order_relaxed);
     core->Publish(std::move(m), &scope);
   });
+}
+
+void BrokerCore::OnRelayOpen(const std::string& origin, int64_t origin_lease,
+                             cluster::Router::RelayOpenArgs args) {
+  std::string key = origin + "/" + std::to_string(origin_lease) + "/" + std::to_string(args.conn);
+  WorkerCore* core = cores_[Hash64(key) % cores_.size()].get();
+  core->worker().Post([core, origin, key = std::move(key), args = std::move(args)]() mutable {
+    core->OpenRelayed(origin, key, std::move(args));
+  });
+}
+
+void BrokerCore::OnRelayData(const std::string& origin, int64_t origin_lease, uint64_t conn,
+                             bool upstream, std::string data, bool close, bool not_leader) {
+  if (upstream) {
+    std::string key = origin + "/" + std::to_string(origin_lease) + "/" + std::to_string(conn);
+    WorkerCore* core = cores_[Hash64(key) % cores_.size()].get();
+    core->worker().Post([core, key = std::move(key), data = std::move(data), close] {
+      core->RelayedIn(key, data, close);
+    });
+    return;
+  }
+  const size_t w = conn & 0xFF;  // RegisterRelay
+  if (w >= cores_.size()) return;
+  WorkerCore* core = cores_[w].get();
+  core->worker().Post([core, origin, conn, data = std::move(data), close, not_leader] {
+    core->RelayReply(origin, conn, data, close, not_leader);
+  });
+}
+
+void BrokerCore::OnNodeGone(const std::string& node) {
+  for (auto& c : cores_) {
+    WorkerCore* core = c.get();
+    core->worker().Post([core, node] { core->RelayNodeGone(node); });
+  }
 }
 
 BrokerCore::ClaimResult BrokerCore::Claim(const std::string& client_id, int by, int* from) {

@@ -170,6 +170,25 @@ class WorkerCore {
   void StartExpirySweeper(std::chrono::milliseconds interval);
   void StopExpirySweeper() { sweeper_.reset(); }
 
+  // --- Relayed connections (cluster mode: relayed_connection.h, Router::RelayOpen).
+  // As S, the session's node: a connection relayed from front-end `origin`, named `key` in
+  // this worker's table.
+  void OpenRelayed(const std::string& origin, const std::string& key,
+                   cluster::Router::RelayOpenArgs args);
+  // Client bytes for it (then the end of it, if `close`).
+  void RelayedIn(const std::string& key, std::string_view data, bool close);
+  void ForgetRelayed(const std::string& key);
+  // As front-end: a client connection of this worker relayed to its session's node. Returns
+  // the connection's relay id (its low 8 bits are this worker's index).
+  uint64_t RegisterRelay(std::shared_ptr<ConnectionHandler> handler);
+  void UnregisterRelay(uint64_t conn) { relays_out_.erase(conn); }
+  // Bytes from the session's node for relayed connection `conn`.
+  void RelayReply(const std::string& from, uint64_t conn, std::string_view data, bool close,
+                  bool not_leader);
+  // `node` is gone: the connections relayed from it are lost (wills due), those relayed to it
+  // are closed (their clients reconnect).
+  void RelayNodeGone(const std::string& node);
+
   // Every connection of this worker is registered from construction to OnClosed. One ticker
   // per worker (every kDeadlineTick) calls OnDeadline on those whose deadline has passed: CONNECT
   // timeout and keepalive need no timer per connection (an idle connection stays small).
@@ -257,6 +276,9 @@ class WorkerCore {
   };
   std::vector<PeerCongestion> peer_congestion_;  // by worker index
   std::unique_ptr<boost::asio::steady_timer> sweeper_;
+  absl::flat_hash_map<std::string, std::shared_ptr<class RelayedConnection>> relayed_in_;
+  absl::flat_hash_map<uint64_t, std::weak_ptr<ConnectionHandler>> relays_out_;
+  uint64_t next_relay_ = 0;
 };
 
 // Process-wide broker state shared by the workers.
@@ -284,6 +306,13 @@ class BrokerCore final : public cluster::LocalDelivery {
   // routed on a worker and then dropped for a congested subscriber (bench/cluster_compare
   // fan-in: 0.14x of a single node with 20,000, 0.30x with 500; 100 was no better).
   void DeliverLocal(records::Message message, Scope scope) override;
+  // Relayed connections: posted to the worker that holds (or will hold) the connection.
+  void OnRelayOpen(const std::string& origin, int64_t origin_lease,
+                   cluster::Router::RelayOpenArgs args) override;
+  void OnRelayData(const std::string& origin, int64_t origin_lease, uint64_t conn, bool upstream,
+                   std::string data, bool close, bool not_leader) override;
+  void OnNodeGone(const std::string& node) override;
+  uint64_t NextRelayedId() { return next_relayed_id_.fetch_add(1, std::memory_order_relaxed); }
   static constexpr int64_t kMaxPeerBacklog = 500;
   uint64_t peer_backlog_dropped() const {
     return peer_backlog_dropped_.load(std::memory_order_relaxed);
@@ -364,6 +393,7 @@ class BrokerCore final : public cluster::LocalDelivery {
   std::atomic<int64_t> peer_backlog_{0};  // DeliverLocal messages posted, not yet published
   std::atomic<uint64_t> peer_backlog_dropped_{0};
   std::atomic<bool> peer_stopping_{false};
+  std::atomic<uint64_t> next_relayed_id_{uint64_t{1} << 62};  // Transport ids of relayed ones
 };
 
 }  // namespace shardmq::broker::session

@@ -77,10 +77,24 @@ std::string ConnectionHandler::Describe() const {
   return "[c:" + std::to_string(transport_ ? transport_->id() : 0) + " cid:" + client_id_ + "] ";
 }
 
+namespace {
+// The raw bytes of the CONNECT being handled (HandleConnect runs inside OnData): a front-end
+// that relays the connection passes them on as they came.
+thread_local std::string_view current_connect_bytes;
+
+std::string_view AsChars(std::span<const uint8_t> data) {
+  return {reinterpret_cast<const char*>(data.data()), data.size()};
+}
+}  // namespace
+
 size_t ConnectionHandler::OnData(std::span<const uint8_t> data, size_t* wanted) {
   auto self = shared_from_this();  // packet handling may close and release us
   size_t off = 0;
   *wanted = 0;
+  if (state_ == State::kRelaying) {
+    RelayUp(AsChars(data));
+    return data.size();
+  }
   while (off < data.size() && (state_ == State::kAwaitConnect || state_ == State::kConnecting ||
                                state_ == State::kConnected)) {
     std::optional<ProtocolVersion> v;
@@ -111,9 +125,17 @@ size_t ConnectionHandler::OnData(std::span<const uint8_t> data, size_t* wanted) 
     last_rx_ms_ = core_.broker().clock().SteadyMs();
     if (state_ == State::kConnecting) {
       pending_.push_back(std::move(r.packet));
+    } else if (state_ == State::kAwaitConnect) {
+      current_connect_bytes = AsChars(data.subspan(off - r.consumed, r.consumed));
+      HandlePacket(r.packet);
+      current_connect_bytes = {};
     } else {
       HandlePacket(r.packet);
     }
+  }
+  if (state_ == State::kRelaying) {
+    RelayUp(AsChars(data.subspan(off)));  // what followed the CONNECT
+    return data.size();
   }
   if (state_ == State::kClosing || state_ == State::kClosed) return data.size();
   return off;
@@ -161,7 +183,11 @@ void ConnectionHandler::HandleConnect(codec::Connect& c) {
   version_known_ = true;
   const bool v5 = version_ == ProtocolVersion::kV5;
 
-  if (c.client_id.empty()) {
+  const bool generated = c.client_id.empty();
+  if (relayed_in_) {
+    // Relayed from a front-end: client_id_ is the one it determined (and checked).
+    assigned_client_id_ = relayed_assigned_ && v5;
+  } else if (c.client_id.empty()) {
     if (v5) {
       client_id_ = GenerateClientId();
       assigned_client_id_ = true;
@@ -174,6 +200,20 @@ void ConnectionHandler::HandleConnect(codec::Connect& c) {
     }
   } else {
     client_id_ = c.client_id;
+  }
+  if (!relayed_in_ && core_.broker().router() != nullptr) {
+    // Cluster mode: the session lives on S = leader(partition(client id)).
+    auto place = core_.broker().router()->PlaceSession(client_id_);
+    if (!place.ok()) {
+      SHARDMQ_LOG(WARNING) << Describe() << "CONNECT refused: " << place.status().message();
+      SendConnackError(ReasonCode::kServerUnavailable);
+      return;
+    }
+    if (!place->local) {
+      relayed_assigned_ = generated;
+      StartRelay(*place, current_connect_bytes);
+      return;
+    }
   }
   if (v5 && c.properties.authentication_method) {
     SendConnackError(ReasonCode::kBadAuthenticationMethod);
@@ -362,6 +402,14 @@ void ConnectionHandler::CloseConnection(bool will_due) {
 
 void ConnectionHandler::OnClosed() {
   auto self = shared_from_this();
+  if (relay_ != nullptr) {
+    if (!relay_->closed_by_node && core_.broker().router() != nullptr) {
+      core_.broker().router()->RelaySend(relay_->node, relay_->conn, /*upstream=*/true, {},
+                                         /*close=*/true, nullptr);
+    }
+    core_.UnregisterRelay(relay_->conn);
+    relay_.reset();
+  }
   if (state_ != State::kClosing && state_ != State::kClosed) {
     transport_ = nullptr;    // already closed underneath us
     CloseConnection(true);  // network loss without DISCONNECT: the will is due
@@ -873,6 +921,14 @@ void ConnectionHandler::OnDeadline(int64_t now_ms) {
     CloseConnection(false);
     return;
   }
+  if (state_ == State::kRelaying) {
+    if (relay_ != nullptr && !relay_->confirmed) {
+      SHARDMQ_LOG(WARNING) << Describe() << "the session's node " << relay_->node
+                           << " did not answer within the connect timeout";
+      SendConnackError(ReasonCode::kServerUnavailable);
+    }
+    return;
+  }
   if (state_ != State::kConnected || keepalive_ms_ == 0) return;
   if (now_ms - last_rx_ms_ >= keepalive_ms_ + keepalive_ms_ / 2) {
     SHARDMQ_LOG(DEBUG) << Describe() << "keepalive timeout";
@@ -880,6 +936,142 @@ void ConnectionHandler::OnDeadline(int64_t now_ms) {
     return;
   }
   ArmKeepalive();
+}
+
+// ---------------------------------------------------------------- relaying (cluster mode)
+
+namespace {
+constexpr int kMaxRelayTries = 50;
+constexpr std::chrono::milliseconds kRelayRetryDelay{100};
+}  // namespace
+
+void ConnectionHandler::SetRelayedIdentity(std::string client_id, bool assigned,
+                                           const std::string& origin) {
+  client_id_ = std::move(client_id);
+  relayed_in_ = true;
+  relayed_assigned_ = assigned;
+  SHARDMQ_LOG(DEBUG) << Describe() << "relayed from " << origin;
+}
+
+const std::string& ConnectionHandler::relay_node() const {
+  static const std::string kNone;
+  return relay_ ? relay_->node : kNone;
+}
+
+void ConnectionHandler::StartRelay(const cluster::Router::Placement& placement,
+                                   std::string_view connect_bytes) {
+  relay_ = std::make_unique<Relay>();
+  relay_->opened_with.assign(connect_bytes);
+  state_ = State::kRelaying;
+  relay_->conn = core_.RegisterRelay(shared_from_this());
+  SendRelayOpen(placement);
+}
+
+void ConnectionHandler::SendRelayOpen(const cluster::Router::Placement& placement) {
+  relay_->node = placement.node;
+  relay_->opened_with += relay_->held;
+  relay_->held.clear();
+  cluster::Router::RelayOpenArgs args;
+  args.conn = relay_->conn;
+  args.client_id = client_id_;
+  args.assigned = relayed_assigned_;
+  args.data = relay_->opened_with;
+  args.peer = transport_ ? transport_->peer() : std::string();
+  std::weak_ptr<ConnectionHandler> weak = weak_from_this();
+  WorkerCore* core = &core_;
+  core_.broker().router()->RelayOpen(placement, std::move(args),
+                                     [weak, core](const absl::Status& st) {
+                                       if (st.ok()) return;
+                                       core->worker().Post([weak] {
+                                         if (auto h = weak.lock()) h->OnRelayNodeGone();
+                                       });
+                                     });
+}
+
+void ConnectionHandler::RelayUp(std::string_view data) {
+  if (data.empty() || relay_ == nullptr) return;
+  core_.stats().Add(core_.stats().bytes_received, data.size());
+  if (!relay_->confirmed) {
+    relay_->held.append(data);
+    return;
+  }
+  SendUp(data);
+}
+
+void ConnectionHandler::SendUp(std::string_view data) {
+  std::weak_ptr<ConnectionHandler> weak = weak_from_this();
+  WorkerCore* core = &core_;
+  core_.broker().router()->RelaySend(relay_->node, relay_->conn, /*upstream=*/true,
+                                     std::string(data), /*close=*/false,
+                                     [weak, core](const absl::Status& st) {
+                                       if (st.ok()) return;
+                                       core->worker().Post([weak] {
+                                         if (auto h = weak.lock()) h->OnRelayNodeGone();
+                                       });
+                                     });
+}
+
+void ConnectionHandler::OnRelayReply(const std::string& from, std::string_view data, bool close,
+                                     bool not_leader) {
+  if (state_ != State::kRelaying || relay_ == nullptr || from != relay_->node) return;
+  if (not_leader) {
+    // Fencing: S does not lead the session's partition at the epoch of our map. Wait for a
+    // newer map and place the session again.
+    if (++relay_->tries > kMaxRelayTries) {
+      SHARDMQ_LOG(WARNING) << Describe() << "no node accepts the session (fencing)";
+      SendConnackError(ReasonCode::kServerUnavailable);
+      return;
+    }
+    relay_->retry = std::make_unique<boost::asio::steady_timer>(core_.worker().io());
+    relay_->retry->expires_after(kRelayRetryDelay);
+    std::weak_ptr<ConnectionHandler> weak = weak_from_this();
+    relay_->retry->async_wait([weak](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (auto h = weak.lock()) h->RetryRelay();
+    });
+    return;
+  }
+  if (!relay_->confirmed) {
+    relay_->confirmed = true;
+    std::string().swap(relay_->opened_with);
+    core_.SetDeadline(this, 0);  // S runs the keepalive from here on
+    std::string held = std::move(relay_->held);
+    relay_->held.clear();
+    if (!held.empty()) SendUp(held);
+  }
+  if (!data.empty() && transport_ != nullptr) {
+    core_.stats().Add(core_.stats().bytes_sent, data.size());
+    transport_->Send(data);
+  }
+  if (close) {
+    relay_->closed_by_node = true;
+    CloseConnection(false);
+  }
+}
+
+void ConnectionHandler::RetryRelay() {
+  if (state_ != State::kRelaying || relay_ == nullptr) return;
+  auto place = core_.broker().router()->PlaceSession(client_id_);
+  if (!place.ok() || place->local) {
+    // Unavailable now, or the session moved here: the client connects again (and is then
+    // served by the new placement).
+    SHARDMQ_LOG(INFO) << Describe() << "session placement changed while connecting: "
+                      << (place.ok() ? "now local" : place.status().message());
+    SendConnackError(ReasonCode::kServerUnavailable);
+    return;
+  }
+  SendRelayOpen(*place);
+}
+
+void ConnectionHandler::OnRelayNodeGone() {
+  if (state_ != State::kRelaying || relay_ == nullptr) return;
+  SHARDMQ_LOG(INFO) << Describe() << "the session's node " << relay_->node << " is gone";
+  relay_->closed_by_node = true;
+  if (!relay_->confirmed) {
+    SendConnackError(ReasonCode::kServerUnavailable);
+  } else {
+    CloseConnection(false);
+  }
 }
 
 }  // namespace shardmq::broker::session

@@ -17,6 +17,7 @@
 #include "broker/session/message.h"
 #include "broker/session/route_table.h"
 #include "broker/session/session.h"
+#include "cluster/router.h"
 
 namespace shardmq::broker::session {
 
@@ -69,12 +70,25 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   // SetCongested).
   void MarkCongested();
   codec::ProtocolVersion version() const { return version_; }
+
+  // --- cluster mode: sessions live on S = leader(partition(client id)). A CONNECT on another
+  // node makes this connection a relay (state kRelaying): the client's bytes go to S and S's
+  // bytes come back (Router::RelayOpen); S runs the protocol.
+  // As S: this handler serves a connection relayed from a front-end; the client id is the one
+  // the front-end determined (`assigned`: generated there).
+  void SetRelayedIdentity(std::string client_id, bool assigned, const std::string& origin);
+  // As front-end: bytes (or the end, or a fencing refusal) from the session's node.
+  void OnRelayReply(const std::string& from, std::string_view data, bool close, bool not_leader);
+  // As front-end: the session's node is gone; the client reconnects.
+  void OnRelayNodeGone();
+  // The node this connection is relayed to ("" if it is not relayed).
+  const std::string& relay_node() const;
   uint64_t id() const { return transport_ ? transport_->id() : 0; }
   const std::string& client_id() const { return client_id_; }
 
  private:
   friend class WorkerCore;  // slot_
-  enum class State { kAwaitConnect, kConnecting, kConnected, kClosing, kClosed };
+  enum class State { kAwaitConnect, kConnecting, kConnected, kRelaying, kClosing, kClosed };
 
   void HandlePacket(codec::Packet& packet);
   void HandleConnect(codec::Connect& connect);
@@ -88,6 +102,12 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
                       const std::vector<std::string>& failed);
   void HandleUnsubscribe(codec::Unsubscribe& unsubscribe);
   void HandleDisconnect(codec::Disconnect& disconnect);
+  // Relaying (as front-end).
+  void StartRelay(const cluster::Router::Placement& placement, std::string_view connect_bytes);
+  void SendRelayOpen(const cluster::Router::Placement& placement);
+  void RelayUp(std::string_view data);  // client bytes: held until S accepted, then sent
+  void SendUp(std::string_view data);
+  void RetryRelay();
   void DeliverRetained(const std::vector<RouteChange>& changes);
   // Protocol violation or malformed packet: v5 DISCONNECT with `reason`, then close; the will
   // is published.
@@ -121,6 +141,8 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   uint32_t keepalive_ms_ = 0;
   int64_t last_rx_ms_ = 0;
   bool congested_marked_ = false;
+  bool relayed_in_ = false;       // as S: relayed from a front-end, the client id is set
+  bool relayed_assigned_ = false;
   size_t slot_ = SIZE_MAX;  // index in WorkerCore's connection registry
 
   // flow control and limits announced by the client (v5)
@@ -139,6 +161,18 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
     return *aliases_;
   }
   std::unique_ptr<TopicAliases> aliases_;
+  // As front-end, while relaying (allocated only then).
+  struct Relay {
+    std::string node;
+    uint64_t conn = 0;
+    bool confirmed = false;     // the first bytes came back from S: the open was accepted
+    bool closed_by_node = false;
+    std::string opened_with;    // the RelayOpen's bytes, kept until confirmed (for a retry)
+    std::string held;           // client bytes after the open, held until confirmed
+    int tries = 0;              // opens refused (fencing), or places unavailable
+    std::unique_ptr<boost::asio::steady_timer> retry;
+  };
+  std::unique_ptr<Relay> relay_;
   uint16_t next_alias_out_ = 1;
 };
 

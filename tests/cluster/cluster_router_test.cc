@@ -34,6 +34,27 @@ class Inbox : public LocalDelivery {
       shared_.push_back(group + "|" + filter + "|" + m.payload());
     }
   }
+  void OnRelayOpen(const std::string& origin, int64_t origin_lease,
+                   Router::RelayOpenArgs args) override {
+    std::lock_guard lock(mu_);
+    relay_.push_back("open " + origin + " " + std::to_string(args.conn) + " " + args.client_id +
+                     " " + args.data);
+  }
+  void OnRelayData(const std::string& origin, int64_t origin_lease, uint64_t conn, bool upstream,
+                   std::string data, bool close, bool not_leader) override {
+    std::lock_guard lock(mu_);
+    relay_.push_back(std::string(upstream ? "up " : "down ") + origin + " " +
+                     std::to_string(conn) + " " + data + (close ? " close" : "") +
+                     (not_leader ? " not_leader" : ""));
+  }
+  void OnNodeGone(const std::string& node) override {
+    std::lock_guard lock(mu_);
+    relay_.push_back("gone " + node);
+  }
+  std::vector<std::string> relay() {
+    std::lock_guard lock(mu_);
+    return relay_;
+  }
   std::vector<std::string> shared() {
     std::lock_guard lock(mu_);
     return shared_;
@@ -51,6 +72,7 @@ class Inbox : public LocalDelivery {
   std::mutex mu_;
   std::vector<std::string> got_;
   std::vector<std::string> shared_;  // "group|filter|payload" for each shared pick
+  std::vector<std::string> relay_;   // relay calls, in order
 };
 
 struct TestNode {
@@ -259,6 +281,139 @@ TEST_F(ClusterRouterTest, ARestartedOwnerGetsTheRoutesAgain) {
   ASSERT_TRUE(test::WaitFor([&] { return node("c").router.stats().owner_routes == 1; }, 5s));
   ASSERT_OK(ForwardSync(node("b"), Msg(t, "after")));
   ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.size() == 1; }, 5s));
+}
+
+
+// A client id whose session partition `owner` leads.
+std::string ClientOwnedBy(const PartitionMap& map, const std::string& owner) {
+  for (int i = 0; i < 1000; ++i) {
+    std::string id = "client-" + std::to_string(i);
+    if (map.LeaderOf(PartitionOf(id, kPartitions)) == owner) return id;
+  }
+  ADD_FAILURE() << "no client id owned by " << owner;
+  return "";
+}
+
+TEST_F(ClusterRouterTest, ASessionIsPlacedOnTheLeaderOfItsClientIdsPartition) {
+  const std::string on_b = ClientOwnedBy(map_, "b");
+  auto here = node("b").router.PlaceSession(on_b);
+  ASSERT_OK(here.status());
+  EXPECT_TRUE(here->local);
+  auto there = node("a").router.PlaceSession(on_b);
+  ASSERT_OK(there.status());
+  EXPECT_FALSE(there->local);
+  EXPECT_EQ(there->node, "b");
+  EXPECT_EQ(there->revision, 1);
+  // b is gone: its sessions are unavailable, with the reason.
+  auto members = members_;
+  members.erase("b");
+  node("a").router.OnMembers(members);
+  auto down = node("a").router.PlaceSession(on_b);
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(down.status().message()), ::testing::HasSubstr("owner b is down"));
+}
+
+TEST_F(ClusterRouterTest, ARelayedConnectionCarriesBytesBothWaysInOrder) {
+  const std::string id = ClientOwnedBy(map_, "b");
+  auto place = node("a").router.PlaceSession(id);
+  ASSERT_OK(place.status());
+  Router::RelayOpenArgs args;
+  args.conn = 7;
+  args.client_id = id;
+  args.data = "CONNECT";
+  node("a").router.RelayOpen(*place, args, nullptr);
+  for (int i = 0; i < 50; ++i) {
+    node("a").router.RelaySend("b", 7, /*upstream=*/true, "u" + std::to_string(i), false, nullptr);
+  }
+  node("a").router.RelaySend("b", 7, true, "", /*close=*/true, nullptr);
+  ASSERT_TRUE(test::WaitFor([&] { return node("b").inbox.relay().size() == 52; }, 5s));
+  std::vector<std::string> got = node("b").inbox.relay();
+  EXPECT_EQ(got[0], "open a 7 " + id + " CONNECT");
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(got[i + 1], "up a 7 u" + std::to_string(i));
+  EXPECT_EQ(got[51], "up a 7  close");
+  node("b").router.RelaySend("a", 7, /*upstream=*/false, "CONNACK", false, nullptr);
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.relay().size() == 1; }, 5s));
+  EXPECT_EQ(node("a").inbox.relay()[0], "down b 7 CONNACK");
+  EXPECT_EQ(node("b").router.stats().relays_in, 1u);
+  EXPECT_EQ(node("a").router.stats().relays_out, 1u);
+}
+
+TEST_F(ClusterRouterTest, AnOpenAtAnEpochTheReceiverDoesNotLeadIsRefused) {
+  const std::string id = ClientOwnedBy(map_, "b");
+  const uint32_t p = PartitionOf(id, kPartitions);
+  // The partition moved from b to c (epoch 1); a still has the old map.
+  PartitionMap next = map_;
+  next.revision = 2;
+  next.record.mutable_assignments(static_cast<int>(p))->set_leader("c");
+  next.record.mutable_assignments(static_cast<int>(p))->set_epoch(1);
+  node("b").router.OnMap(next);
+  node("c").router.OnMap(next);
+  auto stale = node("a").router.PlaceSession(id);
+  ASSERT_OK(stale.status());
+  ASSERT_EQ(stale->node, "b");
+  Router::RelayOpenArgs args;
+  args.conn = 9;
+  args.client_id = id;
+  args.data = "CONNECT";
+  node("a").router.RelayOpen(*stale, args, nullptr);
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.relay().size() == 1; }, 5s));
+  EXPECT_EQ(node("a").inbox.relay()[0], "down b 9  close not_leader");
+  EXPECT_TRUE(node("b").inbox.relay().empty());  // b accepted nothing
+  EXPECT_EQ(node("b").router.stats().fenced, 1u);
+  // A sender with the old map reaching the new leader is refused as well (epoch 0 != 1) ...
+  Router::Placement wrong = *stale;
+  wrong.node = "c";
+  node("a").router.RelayOpen(wrong, args, nullptr);
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.relay().size() == 2; }, 5s));
+  EXPECT_EQ(node("a").inbox.relay()[1], "down c 9  close not_leader");
+  // ... and accepted once the sender has the new map.
+  node("a").router.OnMap(next);
+  auto fresh = node("a").router.PlaceSession(id);
+  ASSERT_OK(fresh.status());
+  EXPECT_EQ(fresh->node, "c");
+  EXPECT_EQ(fresh->epoch, 1u);
+  node("a").router.RelayOpen(*fresh, args, nullptr);
+  ASSERT_TRUE(test::WaitFor([&] { return node("c").inbox.relay().size() == 1; }, 5s));
+  EXPECT_EQ(node("c").inbox.relay()[0], "open a 9 " + id + " CONNECT");
+}
+
+TEST_F(ClusterRouterTest, ANodeWhoseLeaseMayHaveExpiredActsForNoPartition) {
+  std::atomic<bool> valid{true};
+  node("b").router.set_lease_check([&valid] { return valid.load(); });
+  const std::string id = ClientOwnedBy(map_, "b");
+  const std::string t = TopicOwnedBy("b", "fenced/");
+  ASSERT_OK(node("b").router.PlaceSession(id).status());
+  valid = false;  // e.g. the process was stopped past its lease
+  EXPECT_EQ(node("b").router.PlaceSession(id).status().code(), absl::StatusCode::kUnavailable);
+  absl::Status st = ForwardSync(node("b"), Msg(t, "x"));
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("lease may have expired"));
+  // A relayed open from another node is refused too.
+  auto place = node("a").router.PlaceSession(id);
+  ASSERT_OK(place.status());
+  Router::RelayOpenArgs args;
+  args.conn = 3;
+  args.client_id = id;
+  node("a").router.RelayOpen(*place, args, nullptr);
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.relay().size() == 1; }, 5s));
+  EXPECT_THAT(node("a").inbox.relay()[0], ::testing::HasSubstr("not_leader"));
+  EXPECT_GE(node("b").router.stats().fenced, 3u);
+  valid = true;
+  EXPECT_OK(ForwardSync(node("b"), Msg(t, "y")));
+}
+
+TEST_F(ClusterRouterTest, ANodeThatLeavesOrRestartsIsReportedGone) {
+  auto members = members_;
+  members.erase("c");
+  node("a").router.OnMembers(members);
+  members["c"] = members_["c"];
+  members["c"].set_lease(555);  // back as a new incarnation
+  node("a").router.OnMembers(members);
+  // Only c, and c again for its new incarnation; nothing for b.
+  EXPECT_THAT(node("a").inbox.relay(), ::testing::ElementsAre("gone c"));
+  members["c"].set_lease(556);
+  node("a").router.OnMembers(members);
+  EXPECT_THAT(node("a").inbox.relay(), ::testing::ElementsAre("gone c", "gone c"));
 }
 
 }  // namespace

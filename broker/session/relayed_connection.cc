@@ -1,0 +1,116 @@
+#include "broker/session/relayed_connection.h"
+
+#include <span>
+
+#include "broker/session/broker_core.h"
+#include "broker/session/connection_handler.h"
+#include "common/log.h"
+
+namespace shardmq::broker::session {
+namespace {
+
+// Below this many unacknowledged bytes the handler hears of progress (OnWritten), so a session
+// marked congested is cleared (its hysteresis is a quarter of 4 MiB).
+constexpr int64_t kReportAbove = 512 << 10;
+
+}  // namespace
+
+RelayedConnection::RelayedConnection(WorkerCore& core, std::string origin, std::string key,
+                                     uint64_t conn, std::string peer, uint64_t id)
+    : core_(core),
+      origin_(std::move(origin)),
+      key_(std::move(key)),
+      conn_(conn),
+      peer_(std::move(peer)),
+      id_(id) {}
+
+RelayedConnection::~RelayedConnection() = default;
+
+void RelayedConnection::Start(std::shared_ptr<ConnectionHandler> handler, std::string_view data) {
+  handler_ = std::move(handler);
+  handler_->Start();
+  Receive(data);
+}
+
+void RelayedConnection::Receive(std::string_view data) {
+  if (closed_ || handler_ == nullptr) return;
+  auto self = shared_from_this();
+  in_.append(data);
+  size_t wanted = 0;
+  const size_t used = handler_->OnData(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(in_.data()), in_.size()),
+      &wanted);
+  if (!closed_) in_.erase(0, used);
+}
+
+void RelayedConnection::Lost() {
+  if (closed_) return;
+  closed_ = true;
+  out_.clear();
+  Finish();
+}
+
+void RelayedConnection::Send(std::string_view bytes) {
+  if (closed_) return;
+  out_.append(bytes);
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  core_.worker().Post([self = shared_from_this()] {
+    self->flush_scheduled_ = false;
+    if (!self->closed_) self->Flush(false);
+  });
+}
+
+void RelayedConnection::Close() {
+  if (closed_) return;
+  closed_ = true;
+  Flush(true);
+  // OnClosed follows Close, as for a socket; never inside the handler's own call.
+  core_.worker().Post([self = shared_from_this()] { self->Finish(); });
+}
+
+size_t RelayedConnection::PendingWriteBytes() const {
+  return out_.size() + static_cast<size_t>(std::max<int64_t>(0, unacked_->load()));
+}
+
+void RelayedConnection::Flush(bool close) {
+  cluster::Router* router = core_.broker().router();
+  if (router == nullptr || (out_.empty() && !close)) return;
+  const int64_t n = static_cast<int64_t>(out_.size());
+  unacked_->fetch_add(n);
+  std::weak_ptr<RelayedConnection> weak = weak_from_this();
+  WorkerCore* core = &core_;
+  router->RelaySend(
+      origin_, conn_, /*upstream=*/false, std::move(out_), close,
+      [weak, core, n, unacked = unacked_](const absl::Status& st) {
+        const int64_t before = unacked->fetch_sub(n);
+        if (!st.ok()) {
+          // The front-end did not get our bytes: the connection cannot go on.
+          core->worker().Post([weak] {
+            if (auto self = weak.lock()) {
+              SHARDMQ_LOG(DEBUG) << "relayed connection " << self->key_ << " lost its front-end";
+              self->Lost();
+            }
+          });
+        } else if (before > kReportAbove && before - n <= kReportAbove) {
+          core->worker().Post([weak] {
+            auto self = weak.lock();
+            if (self && !self->closed_ && self->handler_) {
+              self->handler_->OnWritten(self->PendingWriteBytes());
+            }
+          });
+        }
+      });
+  out_.clear();
+}
+
+void RelayedConnection::Finish() {
+  auto self = shared_from_this();
+  if (handler_) {
+    auto handler = std::move(handler_);
+    handler->OnClosed();
+  }
+  core_.ForgetRelayed(key_);
+}
+
+}  // namespace shardmq::broker::session
