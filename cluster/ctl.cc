@@ -22,6 +22,7 @@ namespace {
 constexpr const char* kUsage = R"(Usage: shardmq ctl status --etcd ENDPOINTS [--prefix PREFIX] [--json]
        shardmq ctl drain NODE --etcd ENDPOINTS [--prefix PREFIX] [--wait] [--timeout SECONDS]
        shardmq ctl undrain NODE --etcd ENDPOINTS [--prefix PREFIX]
+       shardmq ctl remove NODE --etcd ENDPOINTS [--prefix PREFIX]
 
 status   the cluster kept in etcd under PREFIX (default /shardmq/): the partition count, the
          controller, the partition map's revision, every store and live node with its role,
@@ -31,6 +32,11 @@ drain    marks store node NODE as draining: the controller moves its partitions 
          store nodes. With --wait, returns once NODE leads none (exit 1 after --timeout,
          default 60 s). A node that is not alive keeps its partitions until it returns.
 undrain  marks NODE active again: it takes its share of the partitions back.
+remove   takes store node NODE, which must not be alive, out of the ring for good: its
+         partitions are placed on the other store nodes at once (new epochs), and what its disk
+         holds for them is not served any more (no replicas). For a node that is lost and not
+         coming back; a live node is drained instead. If NODE is started again, it rejoins as
+         a new store node.
 
   --etcd ENDPOINTS   comma-separated HOST:PORT list (an http:// prefix is accepted)
   --prefix PREFIX    the cluster's etcd key prefix (cluster.etcd_prefix)
@@ -157,6 +163,14 @@ int Status(EtcdClient& etcd, const std::string& endpoint, const std::string& pre
       out += "{\"partition\":" + std::to_string(m.partition()) + ",\"from\":" + Json(m.from()) +
              ",\"to\":" + Json(m.to()) + "}";
     }
+    out += "],\"leaders\":[";  // index = partition
+    for (int i = 0; i < map.assignments_size(); ++i) {
+      out += (i ? "," : "") + Json(map.assignments(i).leader());
+    }
+    out += "],\"epochs\":[";
+    for (int i = 0; i < map.assignments_size(); ++i) {
+      out += (i ? "," : "") + std::to_string(map.assignments(i).epoch());
+    }
     out += "]}\n";
     std::fputs(out.c_str(), stdout);
     return 0;
@@ -246,6 +260,39 @@ int Drain(EtcdClient& etcd, const std::string& prefix, const std::string& node, 
   return 1;
 }
 
+int Remove(EtcdClient& etcd, const std::string& prefix, const std::string& node) {
+  auto member = etcd.Get(prefix + "members/" + node);
+  if (!member.ok()) {
+    std::fprintf(stderr, "shardmq ctl: %s\n", std::string(member.status().message()).c_str());
+    return 1;
+  }
+  if (!member->kvs.empty()) {
+    std::fprintf(stderr,
+                 "shardmq ctl remove: %s is alive; drain it instead (shardmq ctl drain %s)\n",
+                 node.c_str(), node.c_str());
+    return 1;
+  }
+  const std::string key = prefix + "stores/" + node;
+  auto current = etcd.Get(key);
+  if (!current.ok()) {
+    std::fprintf(stderr, "shardmq ctl: %s\n", std::string(current.status().message()).c_str());
+    return 1;
+  }
+  if (current->kvs.empty()) {
+    std::fprintf(stderr, "shardmq ctl: %s is not a store node of the cluster under %s\n",
+                 node.c_str(), prefix.c_str());
+    return 1;
+  }
+  auto removed = etcd.CompareAndDelete(key, current->kvs[0].mod_revision);
+  if (!removed.ok() || !*removed) {
+    std::fprintf(stderr, "shardmq ctl: %s changed meanwhile; try again\n", key.c_str());
+    return 1;
+  }
+  std::printf("%s: removed; the controller places its partitions on the other store nodes\n",
+              node.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int RunCtl(int argc, char** argv) {
@@ -262,7 +309,8 @@ int RunCtl(int argc, char** argv) {
   int timeout_s = 60;
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
-    if (!arg.starts_with("--") && node.empty() && (command == "drain" || command == "undrain")) {
+    if (!arg.starts_with("--") && node.empty() &&
+        (command == "drain" || command == "undrain" || command == "remove")) {
       node = arg;
       continue;
     }
@@ -302,7 +350,8 @@ int RunCtl(int argc, char** argv) {
       prefix = *value;
     }
   }
-  if (command != "status" && command != "drain" && command != "undrain") {
+  if (command != "status" && command != "drain" && command != "undrain" &&
+      command != "remove") {
     std::fprintf(stderr, "shardmq ctl: unknown command \"%s\"\n\n%s", command.c_str(), kUsage);
     return 2;
   }
@@ -333,6 +382,7 @@ int RunCtl(int argc, char** argv) {
     return 1;
   }
   if (command == "status") return Status(**client, endpoints->front(), prefix, json);
+  if (command == "remove") return Remove(**client, prefix, node);
   return Drain(**client, prefix, node, command == "undrain", wait, timeout_s);
 }
 

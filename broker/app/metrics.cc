@@ -167,6 +167,16 @@ std::vector<MetricFamily> ClusterCollector::Collect() const {
   one("shardmq_cluster_peer_items_total",
       "Items (publishes, deliveries, route changes) sent to other nodes on the peer links.",
       MetricType::Counter, static_cast<double>(rs.items_out));
+  one("shardmq_cluster_relays_out_total",
+      "Client connections this node relayed to the node of their session.", MetricType::Counter,
+      static_cast<double>(rs.relays_out));
+  one("shardmq_cluster_relays_in_total",
+      "Connections relayed from front-ends that this node accepted for its sessions.",
+      MetricType::Counter, static_cast<double>(rs.relays_in));
+  one("shardmq_cluster_fenced_total",
+      "Requests for partition data refused because this node did not lead the partition at "
+      "the sender's epoch, or its own lease may have expired (epoch fencing).",
+      MetricType::Counter, static_cast<double>(rs.fenced));
   one("shardmq_cluster_lease_losses_total",
       "Times this node's membership lease expired before it was renewed.", MetricType::Counter,
       static_cast<double>(node_.lease_losses()));

@@ -574,6 +574,8 @@ void ConnectionHandler::HandlePublish(codec::Publish& p) {
       r.packet_id = packet_id;
       r.reason = rc;
       if (!st.ok()) {
+        SHARDMQ_LOG(INFO) << self->Describe() << "publish " << packet_id
+                          << " not accepted: " << st.message();
         if (self->version_ != ProtocolVersion::kV5) {
           // 3.1.1 has no negative acknowledgement: close, so the client sends it again.
           self->CloseConnection(true);
