@@ -21,7 +21,9 @@ v1::PeerItem RouteItemOf(const std::pair<std::string, std::string>& key, bool ad
 }  // namespace
 
 ClusterRouter::ClusterRouter(std::string self_id, LocalDelivery& local)
-    : self_(std::move(self_id)), local_(local) {}
+    : self_(std::move(self_id)), local_(local) {
+  retry_thread_ = std::thread([this] { RetryLoop(); });
+}
 
 ClusterRouter::~ClusterRouter() { Stop(); }
 
@@ -32,7 +34,42 @@ void ClusterRouter::Stop() {
     stopped_ = true;
     links.swap(links_);
   }
+  retry_cv_.notify_all();
+  if (retry_thread_.joinable() && retry_thread_.get_id() != std::this_thread::get_id()) {
+    retry_thread_.join();
+  }
   links.clear();  // joins the links' threads; their pending items fail
+}
+
+void ClusterRouter::Later(std::function<void()> fn) {
+  std::lock_guard lock(mu_);
+  LaterLocked(std::move(fn));
+}
+
+void ClusterRouter::LaterLocked(std::function<void()> fn) {
+  if (stopped_) return;
+  later_.emplace_back(std::chrono::steady_clock::now() + kRefusedRetryDelay, std::move(fn));
+  retry_cv_.notify_all();
+}
+
+void ClusterRouter::RetryLoop() {
+  std::unique_lock lock(mu_);
+  while (!stopped_) {
+    if (later_.empty()) {
+      retry_cv_.wait(lock);
+      continue;
+    }
+    if (std::chrono::steady_clock::now() < later_.front().first) {
+      retry_cv_.wait_until(lock, later_.front().first);
+      continue;
+    }
+    std::function<void()> fn = std::move(later_.front().second);
+    later_.pop_front();
+    lock.unlock();
+    fn();
+    lock.lock();
+  }
+  later_.clear();
 }
 
 std::vector<ClusterRouter::Owner> ClusterRouter::OwnersOfLocked(const std::string& filter) const {
@@ -78,7 +115,12 @@ void ClusterRouter::RegisterLocked(const RouteKey& key, LocalFilter& lf,
       continue;
     }
     lf.pending.insert(o);
-    out->push_back(Outgoing{o.node, RouteItemOf(key, true),
+    v1::PeerItem item = RouteItemOf(key, true);
+    if (!HasWildcard(filter)) {
+      item.mutable_route()->set_map_revision(map_.revision);
+      item.mutable_route()->set_epoch(map_.EpochOf(PartitionOf(filter, map_.record.partitions())));
+    }
+    out->push_back(Outgoing{o.node, std::move(item),
                             [this, key, o](const absl::Status& st) { OnRouteAck(key, o, st); }});
   }
 }
@@ -90,8 +132,25 @@ void ClusterRouter::RouteAckLocked(const RouteKey& key, const Owner& owner,
   if (it == local_filters_.end()) return;  // removed meanwhile
   LocalFilter& lf = it->second;
   if (lf.pending.erase(owner) == 0) return;
+  if (st.code() == absl::StatusCode::kFailedPrecondition &&
+      ++lf.refusals <= kMaxRefusedRetries) {
+    // Refused by fencing: register again, at the leader of this node's map by then. The
+    // AddRoute calls keep waiting.
+    LaterLocked([this, key] {
+      std::vector<Outgoing> out;
+      {
+        std::lock_guard lock(mu_);
+        auto again = local_filters_.find(key);
+        if (again == local_filters_.end()) return;
+        RegisterLocked(key, again->second, &out);
+      }
+      Send(std::move(out));
+    });
+    return;
+  }
   if (st.ok()) {
     lf.registered.insert(owner);
+    lf.refusals = 0;
   } else if (lf.failure.ok()) {
     lf.failure = st;
   }
@@ -216,6 +275,10 @@ void ClusterRouter::RoutePublishLocked(const std::string& origin, const records:
 }
 
 void ClusterRouter::Forward(const records::Message& message, Done done) {
+  ForwardAttempt(message, std::move(done), 0);
+}
+
+void ClusterRouter::ForwardAttempt(const records::Message& message, Done done, int attempt) {
   std::vector<Outgoing> out;
   absl::Status error;
   LocalDelivery::Scope here;
@@ -244,8 +307,24 @@ void ClusterRouter::Forward(const records::Message& message, Done done) {
       } else {
         v1::PeerItem item;
         *item.mutable_publish()->mutable_message() = message;
-        ++stats_.forwarded;
-        out.push_back(Outgoing{leader, std::move(item), std::move(done), message.qos() == 0});
+        item.mutable_publish()->set_map_revision(map_.revision);
+        item.mutable_publish()->set_epoch(map_.EpochOf(p));
+        if (attempt == 0) ++stats_.forwarded;
+        Done wrapped;
+        if (done) {
+          // Someone waits (QoS 1/2): a refusal (fencing) sends it again, to the leader of a
+          // newer map. QoS 0 is not kept for that.
+          wrapped = [this, copy = std::make_shared<const records::Message>(message),
+                     done = std::move(done), attempt](const absl::Status& st) {
+            if (st.code() == absl::StatusCode::kFailedPrecondition &&
+                attempt < kMaxRefusedRetries) {
+              Later([this, copy, done, attempt] { ForwardAttempt(*copy, done, attempt + 1); });
+              return;
+            }
+            done(st);
+          };
+        }
+        out.push_back(Outgoing{leader, std::move(item), std::move(wrapped), message.qos() == 0});
         done = nullptr;
       }
     }
@@ -325,8 +404,20 @@ void ClusterRouter::RelaySend(const std::string& node, uint64_t conn, bool upstr
   Send(std::move(out));
 }
 
-void ClusterRouter::Handle(const std::string& sender, int64_t sender_lease,
-                           const v1::PeerItem& item) {
+absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lease,
+                                   const v1::PeerItem& item) {
+  // Fencing of partition data: a publish (partition of its topic) and an added route for a
+  // filter without wildcards (partition of the filter) are refused unless this node leads the
+  // partition at the epoch the sender knows.
+  auto refuse = [this](const std::string& key, uint64_t epoch) -> absl::Status {
+    const uint32_t parts = map_.record.partitions();
+    const uint32_t p = parts == 0 ? 0 : PartitionOf(key, parts);
+    if (LeadsLocked(p, epoch)) return absl::OkStatus();
+    ++stats_.fenced;
+    return absl::FailedPreconditionError(
+        "node " + self_ + " does not lead partition " + std::to_string(p) + " at epoch " +
+        std::to_string(epoch) + " (its map revision: " + std::to_string(map_.revision) + ")");
+  };
   switch (item.kind_case()) {
     case v1::PeerItem::kRelayOpen: {
       const v1::RelayOpen& o = item.relay_open();
@@ -358,7 +449,7 @@ void ClusterRouter::Handle(const std::string& sender, int64_t sender_lease,
                           << sender << " (map revision " << o.map_revision() << ", epoch "
                           << o.epoch() << "): not its session's leader at that epoch";
         Send(std::move(out));
-        return;
+        return absl::OkStatus();
       }
       Router::RelayOpenArgs args;
       args.conn = o.conn();
@@ -367,23 +458,27 @@ void ClusterRouter::Handle(const std::string& sender, int64_t sender_lease,
       args.data = o.data();
       args.peer = o.peer();
       local_.OnRelayOpen(sender, sender_lease, std::move(args));
-      return;
+      return absl::OkStatus();
     }
     case v1::PeerItem::kRelay: {
       const v1::RelayData& r = item.relay();
       local_.OnRelayData(sender, sender_lease, r.conn(), r.upstream(), r.data(), r.close(),
                          r.not_leader());
-      return;
+      return absl::OkStatus();
     }
     case v1::PeerItem::kRoute: {
       std::lock_guard lock(mu_);
       const v1::RouteItem& r = item.route();
       if (r.add()) {
+        if (!HasWildcard(r.filter())) {
+          absl::Status st = refuse(r.filter(), r.epoch());
+          if (!st.ok()) return st;
+        }
         owner_routes_.Add(sender, sender_lease, r.filter(), r.group());
       } else {
         owner_routes_.Remove(sender, sender_lease, r.filter(), r.group());
       }
-      return;
+      return absl::OkStatus();
     }
     case v1::PeerItem::kPublish: {
       std::vector<Outgoing> out;
@@ -391,6 +486,8 @@ void ClusterRouter::Handle(const std::string& sender, int64_t sender_lease,
       here.plain = false;
       {
         std::lock_guard lock(mu_);
+        absl::Status st = refuse(item.publish().message().topic(), item.publish().epoch());
+        if (!st.ok()) return st;
         RoutePublishLocked(sender, item.publish().message(), &out, &here);
         if (here.plain || !here.shared.empty()) ++stats_.delivered_in;
       }
@@ -398,7 +495,7 @@ void ClusterRouter::Handle(const std::string& sender, int64_t sender_lease,
         local_.DeliverLocal(item.publish().message(), std::move(here));
       }
       Send(std::move(out));
-      return;
+      return absl::OkStatus();
     }
     case v1::PeerItem::kDeliver: {
       {
@@ -410,11 +507,12 @@ void ClusterRouter::Handle(const std::string& sender, int64_t sender_lease,
       scope.plain = d.plain();
       for (const v1::SharedPick& p : d.shared()) scope.shared.emplace_back(p.group(), p.filter());
       local_.DeliverLocal(d.message(), std::move(scope));
-      return;
+      return absl::OkStatus();
     }
     case v1::PeerItem::KIND_NOT_SET:
-      return;
+      return absl::OkStatus();
   }
+  return absl::OkStatus();
 }
 
 void ClusterRouter::Send(std::vector<Outgoing> out) {

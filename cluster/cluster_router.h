@@ -26,12 +26,16 @@
 // Thread-safety: every method from any thread; one mutex, never held while calling out.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -77,7 +81,15 @@ class ClusterRouter final : public Router, public PeerHandler {
   }
 
   // PeerHandler
-  void Handle(const std::string& sender, int64_t sender_lease, const v1::PeerItem& item) override;
+  absl::Status Handle(const std::string& sender, int64_t sender_lease,
+                      const v1::PeerItem& item) override;
+
+  // A publish or route registration refused by fencing (the receiver does not lead the
+  // partition at the epoch this node knows) is sent again after kRefusedRetryDelay, to
+  // whichever node leads it in this node's map by then, up to kMaxRefusedRetries times; then
+  // it fails with the refusal.
+  static constexpr std::chrono::milliseconds kRefusedRetryDelay{100};
+  static constexpr int kMaxRefusedRetries = 30;
 
   struct Stats {
     uint64_t forwarded = 0;        // publishes handed to an owner on another node
@@ -105,6 +117,7 @@ class ClusterRouter final : public Router, public PeerHandler {
   };
   struct LocalFilter {
     int count = 0;                    // local subscriptions
+    int refusals = 0;                 // registrations refused (fencing) since the last success
     std::set<Owner> registered;       // owners that acknowledged the route
     std::set<Owner> pending;          // owners asked, no answer yet
     std::vector<Done> waiters;        // AddRoute calls waiting for `pending` to empty
@@ -135,6 +148,11 @@ class ClusterRouter final : public Router, public PeerHandler {
 
   // Outside mu_.
   void Send(std::vector<Outgoing> out);
+  void ForwardAttempt(const records::Message& message, Done done, int attempt);
+  // Runs `fn` on the retry thread after kRefusedRetryDelay (dropped if the router stops).
+  void Later(std::function<void()> fn);
+  void LaterLocked(std::function<void()> fn);  // the same, under mu_
+  void RetryLoop();
   void OnRouteAck(const RouteKey& key, const Owner& owner, const absl::Status& st);
 
   const std::string self_;
@@ -151,6 +169,9 @@ class ClusterRouter final : public Router, public PeerHandler {
   // Round-robin position per shared subscription (group, filter), as this node owns it.
   std::map<std::pair<std::string, std::string>, uint64_t> shared_rr_;
   Stats stats_;
+  std::condition_variable retry_cv_;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::function<void()>>> later_;
+  std::thread retry_thread_;
   uint64_t closed_batches_ = 0;  // batches_sent/items_sent of links already closed
   uint64_t closed_items_ = 0;
 };

@@ -18,11 +18,13 @@ namespace shardmq::cluster {
 
 // Handles the items of incoming peer streams (Peer.Stream). Called on a gRPC thread per stream,
 // items of one stream in order; a batch is acknowledged once Handle returned for all its items.
+// A non-OK status refuses the item (fencing): the sender's `done` gets FailedPrecondition with
+// the status's message.
 class PeerHandler {
  public:
   virtual ~PeerHandler() = default;
-  virtual void Handle(const std::string& sender, int64_t sender_lease,
-                      const v1::PeerItem& item) = 0;
+  virtual absl::Status Handle(const std::string& sender, int64_t sender_lease,
+                              const v1::PeerItem& item) = 0;
 };
 
 class NodeServer {

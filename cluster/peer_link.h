@@ -1,6 +1,7 @@
 // Sends PeerItems to one peer node over one gRPC stream (Peer.Stream, proto/cluster.proto).
 //
-// Items are sent in the order of Send calls. Items that queue up while a batch is being written
+// Items are sent in the order of Send calls. An item the peer refused (PeerHandler::Handle,
+// fencing) completes with FailedPrecondition and the peer's reason. Items that queue up while a batch is being written
 // go out together as the next batch (up to kMaxBatchItems), so a busy link sends few large gRPC
 // messages. Each item's `done` runs once the peer has acknowledged it (OK), or with Unavailable
 // if the stream broke before the acknowledgement (the item may or may not have been handled),

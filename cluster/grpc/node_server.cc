@@ -30,11 +30,18 @@ class PeerService final : public v1::Peer::Service {
     }
     v1::PeerBatch batch;
     while (stream->Read(&batch)) {
+      v1::PeerAck ack;
+      uint64_t seq = batch.first_seq();
       for (const v1::PeerItem& item : batch.items()) {
-        handler_->Handle(batch.sender(), batch.sender_lease(), item);
+        absl::Status st = handler_->Handle(batch.sender(), batch.sender_lease(), item);
+        if (!st.ok()) {
+          v1::PeerRefusal* r = ack.add_refused();
+          r->set_seq(seq);
+          r->set_reason(std::string(st.message()));
+        }
+        ++seq;
       }
       if (batch.items_size() == 0) continue;
-      v1::PeerAck ack;
       ack.set_seq(batch.first_seq() + static_cast<uint64_t>(batch.items_size()) - 1);
       if (!stream->Write(ack)) break;
     }

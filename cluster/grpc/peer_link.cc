@@ -154,16 +154,22 @@ class GrpcPeerLink final : public PeerLink {
   void ReadLoop(Stream* stream) {
     v1::PeerAck ack;
     while (stream->Read(&ack)) {
-      std::vector<Done> acked;
+      std::vector<std::pair<uint64_t, Done>> acked;
       {
         std::lock_guard lock(mu_);
         while (!inflight_.empty() && inflight_.front().first <= ack.seq()) {
-          acked.push_back(std::move(inflight_.front().second));
+          acked.push_back(std::move(inflight_.front()));
           inflight_.pop_front();
         }
       }
-      for (Done& done : acked) {
-        if (done) done(absl::OkStatus());
+      int r = 0;  // refusals come in sequence order
+      for (auto& [seq, done] : acked) {
+        while (r < ack.refused_size() && ack.refused(r).seq() < seq) ++r;
+        if (r < ack.refused_size() && ack.refused(r).seq() == seq) {
+          if (done) done(absl::FailedPreconditionError(ack.refused(r).reason()));
+        } else if (done) {
+          done(absl::OkStatus());
+        }
       }
     }
     {

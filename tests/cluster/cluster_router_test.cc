@@ -416,5 +416,52 @@ TEST_F(ClusterRouterTest, ANodeThatLeavesOrRestartsIsReportedGone) {
   EXPECT_THAT(node("a").inbox.relay(), ::testing::ElementsAre("gone c", "gone c"));
 }
 
+
+TEST_F(ClusterRouterTest, PublishesAndRoutesRefusedByAFormerLeaderGoToTheNewOneOnceKnown) {
+  const std::string t = TopicOwnedBy("b", "moved/");
+  const uint32_t p = PartitionOf(t, kPartitions);
+  PartitionMap next = map_;
+  next.revision = 2;
+  next.record.mutable_assignments(static_cast<int>(p))->set_leader("c");
+  next.record.mutable_assignments(static_cast<int>(p))->set_epoch(1);
+  node("b").router.OnMap(next);
+  node("c").router.OnMap(next);
+  // a still has the old map: b refuses its route and its publish, and a keeps trying.
+  std::promise<absl::Status> routed;
+  node("a").router.AddRoute(t, "", [&routed](const absl::Status& st) { routed.set_value(st); });
+  std::promise<absl::Status> forwarded;
+  node("a").router.Forward(Msg(t, "x"),
+                           [&forwarded](const absl::Status& st) { forwarded.set_value(st); });
+  auto route_done = routed.get_future();
+  auto forward_done = forwarded.get_future();
+  // Neither can finish while a's map names b: b refuses every attempt.
+  EXPECT_EQ(route_done.wait_for(500ms), std::future_status::timeout);
+  EXPECT_EQ(forward_done.wait_for(1ms), std::future_status::timeout);
+  EXPECT_GE(node("b").router.stats().fenced, 2u);
+  EXPECT_EQ(node("b").router.stats().owner_routes, 0u);  // b took nothing
+  node("a").router.OnMap(next);
+  ASSERT_OK(route_done.get());
+  ASSERT_OK(forward_done.get());
+  EXPECT_EQ(node("c").router.stats().owner_routes, 1u);
+  EXPECT_EQ(node("b").router.stats().owner_routes, 0u);
+  ASSERT_OK(ForwardSync(node("b"), Msg(t, "y")));  // through c, to a's route
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.size() == 1; }, 5s));
+  EXPECT_EQ(node("a").inbox.got()[0], t + "=y");
+}
+
+TEST_F(ClusterRouterTest, ARefusalThatOutlastsTheRetriesFailsWithTheReason) {
+  const std::string t = TopicOwnedBy("b", "stuck/");
+  const uint32_t p = PartitionOf(t, kPartitions);
+  PartitionMap next = map_;
+  next.revision = 2;
+  next.record.mutable_assignments(static_cast<int>(p))->set_epoch(7);  // a never learns it
+  node("b").router.OnMap(next);
+  absl::Status st = ForwardSync(node("a"), Msg(t, "x"));
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("does not lead partition"));
+  EXPECT_EQ(node("b").router.stats().fenced,
+            static_cast<uint64_t>(ClusterRouter::kMaxRefusedRetries) + 1);
+}
+
 }  // namespace
 }  // namespace shardmq::cluster
