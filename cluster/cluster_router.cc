@@ -355,11 +355,17 @@ absl::StatusOr<Router::Placement> ClusterRouter::PlaceSession(const std::string&
   if (leader.empty()) {
     return absl::UnavailableError("partition " + std::to_string(p) + " has no store node");
   }
+  if (lease_check_ && !lease_check_()) {
+    // Not as leader (fencing), and not as a front-end either: this node's links belong to an
+    // incarnation the others may already have dropped.
+    if (leader == self_) ++stats_.fenced;
+    return absl::UnavailableError("this node's lease may have expired: it serves no session "
+                                  "until it has rejoined");
+  }
   if (leader == self_) {
     if (!LeadsLocked(p, out.epoch)) {
       ++stats_.fenced;
-      return absl::UnavailableError("this node's lease may have expired: it does not act for "
-                                    "partition " + std::to_string(p) + " until it has rejoined");
+      return absl::UnavailableError("this node does not lead partition " + std::to_string(p));
     }
     out.local = true;
     return out;
@@ -582,12 +588,19 @@ void ClusterRouter::SetLease(int64_t lease) {
 
 void ClusterRouter::OnMap(const PartitionMap& map) {
   std::vector<Outgoing> out;
+  std::vector<uint32_t> lost;
   {
     std::lock_guard lock(mu_);
     if (map.revision <= map_.revision) return;
+    if (map_.revision != 0 && map_.record.partitions() == map.record.partitions()) {
+      for (uint32_t p = 0; p < map.record.partitions(); ++p) {
+        if (map_.LeaderOf(p) == self_ && map.LeaderOf(p) != self_) lost.push_back(p);
+      }
+    }
     map_ = map;
     for (auto& [key, lf] : local_filters_) RegisterLocked(key, lf, &out);
   }
+  if (!lost.empty()) local_.OnPartitionsLost(lost, map.record.partitions());
   Send(std::move(out));
 }
 

@@ -88,6 +88,11 @@ class LocalDelivery {
   // `node` left the cluster or came back as a new incarnation: connections relayed from it
   // are lost (their wills are due), and so are the ones relayed to it.
   virtual void OnNodeGone(const std::string& node) = 0;
+  // This node no longer leads `lost` (of `partitions`): the sessions of those partitions are
+  // served by their new leaders from now on, so their clients here are disconnected (v5:
+  // DISCONNECT 0x9C Use another server) and reconnect there. (The sessions' stored state stays
+  // here: it does not move with the partition yet.)
+  virtual void OnPartitionsLost(const std::vector<uint32_t>& lost, uint32_t partitions) = 0;
 };
 
 }  // namespace shardmq::cluster

@@ -671,6 +671,24 @@ void WorkerCore::RelayNodeGone(const std::string& node) {
   for (auto& h : cut) h->OnRelayNodeGone();
 }
 
+void WorkerCore::KickLostSessions(const std::vector<bool>& lost) {
+  std::vector<std::shared_ptr<ConnectionHandler>> kick;
+  for (const auto& entry : sessions_) {
+    const Session& session = *entry.second;
+    ConnectionHandler* c = session.connection();
+    if (c == nullptr ||
+        !lost[PartitionOf(session.client_id(), static_cast<uint32_t>(lost.size()))]) {
+      continue;
+    }
+    kick.push_back(c->shared_from_this());
+  }
+  if (!kick.empty()) {
+    SHARDMQ_LOG(INFO) << "disconnecting " << kick.size() << " client(s) of worker " << index()
+                      << ": their sessions' partitions moved to another node";
+  }
+  for (auto& c : kick) c->Kick(codec::ReasonCode::kUseAnotherServer);
+}
+
 // ---------------------------------------------------------------- BrokerCore
 
 BrokerCore::BrokerCore(const config::Config& config, storage::Storage& storage,
@@ -821,6 +839,17 @@ void BrokerCore::OnRelayData(const std::string& origin, int64_t origin_lease, ui
   core->worker().Post([core, origin, conn, data = std::move(data), close, not_leader] {
     core->RelayReply(origin, conn, data, close, not_leader);
   });
+}
+
+void BrokerCore::OnPartitionsLost(const std::vector<uint32_t>& lost, uint32_t partitions) {
+  auto marks = std::make_shared<std::vector<bool>>(partitions, false);
+  for (uint32_t p : lost) {
+    if (p < partitions) (*marks)[p] = true;
+  }
+  for (auto& c : cores_) {
+    WorkerCore* core = c.get();
+    core->worker().Post([core, marks] { core->KickLostSessions(*marks); });
+  }
 }
 
 void BrokerCore::OnNodeGone(const std::string& node) {

@@ -188,6 +188,9 @@ class WorkerCore {
   // `node` is gone: the connections relayed from it are lost (wills due), those relayed to it
   // are closed (their clients reconnect).
   void RelayNodeGone(const std::string& node);
+  // Disconnects (v5: 0x9C) the clients of this worker's sessions in the partitions marked in
+  // `lost` (by partition number): this node no longer leads them.
+  void KickLostSessions(const std::vector<bool>& lost);
 
   // Every connection of this worker is registered from construction to OnClosed. One ticker
   // per worker (every kDeadlineTick) calls OnDeadline on those whose deadline has passed: CONNECT
@@ -312,6 +315,7 @@ class BrokerCore final : public cluster::LocalDelivery {
   void OnRelayData(const std::string& origin, int64_t origin_lease, uint64_t conn, bool upstream,
                    std::string data, bool close, bool not_leader) override;
   void OnNodeGone(const std::string& node) override;
+  void OnPartitionsLost(const std::vector<uint32_t>& lost, uint32_t partitions) override;
   uint64_t NextRelayedId() { return next_relayed_id_.fetch_add(1, std::memory_order_relaxed); }
   static constexpr int64_t kMaxPeerBacklog = 500;
   uint64_t peer_backlog_dropped() const {

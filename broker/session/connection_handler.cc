@@ -981,13 +981,16 @@ void ConnectionHandler::SendRelayOpen(const cluster::Router::Placement& placemen
   args.peer = transport_ ? transport_->peer() : std::string();
   std::weak_ptr<ConnectionHandler> weak = weak_from_this();
   WorkerCore* core = &core_;
-  core_.broker().router()->RelayOpen(placement, std::move(args),
-                                     [weak, core](const absl::Status& st) {
-                                       if (st.ok()) return;
-                                       core->worker().Post([weak] {
-                                         if (auto h = weak.lock()) h->OnRelayNodeGone();
-                                       });
-                                     });
+  const std::string node = placement.node;
+  core_.broker().router()->RelayOpen(
+      placement, std::move(args), [weak, core, node](const absl::Status& st) {
+        if (st.ok()) return;
+        // The open did not reach the node (a link that broke): place the session and open
+        // again, as after a fencing refusal.
+        core->worker().Post([weak, node] {
+          if (auto h = weak.lock()) h->OnRelayReply(node, {}, false, /*not_leader=*/true);
+        });
+      });
 }
 
 void ConnectionHandler::RelayUp(std::string_view data) {

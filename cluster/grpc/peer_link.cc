@@ -92,6 +92,10 @@ class GrpcPeerLink final : public PeerLink {
         if (stopping_) return;
       }
       grpc::ClientContext ctx;
+      // A channel in transient failure (the peer restarting, or this process just resumed from
+      // a pause) waits for the connection instead of failing the stream at once; a peer that is
+      // gone for good is dropped by the router when its lease expires, which fails what waits.
+      ctx.set_wait_for_ready(true);
       {
         std::lock_guard lock(mu_);
         if (stopping_) return;

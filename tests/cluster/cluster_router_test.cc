@@ -51,6 +51,12 @@ class Inbox : public LocalDelivery {
     std::lock_guard lock(mu_);
     relay_.push_back("gone " + node);
   }
+  void OnPartitionsLost(const std::vector<uint32_t>& lost, uint32_t partitions) override {
+    std::lock_guard lock(mu_);
+    std::string s = "lost";
+    for (uint32_t p : lost) s += " " + std::to_string(p);
+    relay_.push_back(s + " of " + std::to_string(partitions));
+  }
   std::vector<std::string> relay() {
     std::lock_guard lock(mu_);
     return relay_;
@@ -358,7 +364,10 @@ TEST_F(ClusterRouterTest, AnOpenAtAnEpochTheReceiverDoesNotLeadIsRefused) {
   node("a").router.RelayOpen(*stale, args, nullptr);
   ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.relay().size() == 1; }, 5s));
   EXPECT_EQ(node("a").inbox.relay()[0], "down b 9  close not_leader");
-  EXPECT_TRUE(node("b").inbox.relay().empty());  // b accepted nothing
+  // b accepted nothing; it was told it lost the partition (its clients there are disconnected).
+  EXPECT_THAT(node("b").inbox.relay(),
+              ::testing::ElementsAre("lost " + std::to_string(p) + " of 16"));
+  EXPECT_TRUE(node("c").inbox.relay().empty());
   EXPECT_EQ(node("b").router.stats().fenced, 1u);
   // A sender with the old map reaching the new leader is refused as well (epoch 0 != 1) ...
   Router::Placement wrong = *stale;
@@ -374,7 +383,7 @@ TEST_F(ClusterRouterTest, AnOpenAtAnEpochTheReceiverDoesNotLeadIsRefused) {
   EXPECT_EQ(fresh->epoch, 1u);
   node("a").router.RelayOpen(*fresh, args, nullptr);
   ASSERT_TRUE(test::WaitFor([&] { return node("c").inbox.relay().size() == 1; }, 5s));
-  EXPECT_EQ(node("c").inbox.relay()[0], "open a 9 " + id + " CONNECT");
+  EXPECT_EQ(node("c").inbox.relay()[0], "open a 9 " + id + " CONNECT");  // c gained, lost none
 }
 
 TEST_F(ClusterRouterTest, ANodeWhoseLeaseMayHaveExpiredActsForNoPartition) {

@@ -213,3 +213,39 @@ def test_killing_a_frontend_publishes_each_will_once_and_keeps_the_sessions(flee
     assert got == [b"k%d" % i for i in range(5)]
     for c in (again, pub, back, watcher):
         c.disconnect()
+
+
+def test_clients_of_partitions_that_move_are_sent_to_the_new_leader(etcd, cluster_node):
+    from partitions import partition
+    cluster_node("s1", role="store", lease_ttl=LEASE_TTL)
+    f1 = cluster_node("f1", role="frontend", lease_ttl=LEASE_TTL)
+    assert wait_until(lambda: placed_on(ctl_status(etcd), ["s1"]))
+    assert wait_until(lambda: all_applied(ctl_status(etcd), ["s1", "f1"]))
+    clients = {}
+    for i in range(16):
+        c = RawClient(f1.port, 5)
+        assert c.connect("mover-%d" % i).rc == 0
+        clients["mover-%d" % i] = c
+    cluster_node("s2", role="store", lease_ttl=LEASE_TTL)  # takes about half the partitions
+    status = wait_until(lambda: (lambda s: placed_on(s, ["s1", "s2"]) and
+                                 all_applied(s, ["s1", "s2", "f1"]) and s)(ctl_status(etcd)))
+    assert status
+    leaders = status["leaders"]
+    moved = {cid for cid in clients if leaders[partition(cid, len(leaders))] == "s2"}
+    assert moved and len(moved) < len(clients)
+    for cid, c in clients.items():
+        if cid in moved:
+            c.expect_disconnect(rc=0x9C)  # Use another server
+            assert c.wait_closed(5)
+        else:
+            c.ping()  # still served by s1
+    # A moved client reconnects through the same front-end and is served by its new leader;
+    # only one session per client id exists: a second connection takes it over.
+    cid = sorted(moved)[0]
+    again = RawClient(f1.port, 5)
+    assert again.connect(cid).rc == 0
+    other = RawClient(f1.port, 5)
+    assert other.connect(cid).rc == 0
+    again.expect_disconnect(rc=0x8E)
+    for c in [other] + [c for cid, c in clients.items() if cid not in moved]:
+        c.disconnect()
