@@ -515,6 +515,41 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
       local_.DeliverLocal(d.message(), std::move(scope));
       return absl::OkStatus();
     }
+    case v1::PeerItem::kRetainedSyncRequest: {
+      // Answer with this node's retained messages, in chunks, on the stream to the asker.
+      std::vector<records::Message> all = local_.RetainedSnapshot();
+      constexpr size_t kChunk = 500;
+      std::vector<Outgoing> out;
+      size_t i = 0;
+      do {
+        v1::PeerItem chunk;
+        v1::RetainedSyncChunk* c = chunk.mutable_retained_sync_chunk();
+        c->set_token(item.retained_sync_request().token());
+        for (size_t n = 0; n < kChunk && i < all.size(); ++n, ++i) {
+          *c->add_messages() = std::move(all[i]);
+        }
+        c->set_last(i >= all.size());
+        out.push_back(Outgoing{sender, std::move(chunk), nullptr});
+      } while (i < all.size());
+      Send(std::move(out));
+      return absl::OkStatus();
+    }
+    case v1::PeerItem::kRetainedSyncChunk: {
+      const v1::RetainedSyncChunk& c = item.retained_sync_chunk();
+      {
+        std::lock_guard lock(mu_);
+        if (sync_state_ != SyncState::kAwaiting || c.token() != sync_token_ ||
+            sender != sync_peer_) {
+          return absl::OkStatus();  // an answer nobody waits for any more
+        }
+        if (c.last()) {
+          sync_state_ = SyncState::kNone;
+          ++stats_.retained_syncs;
+        }
+      }
+      local_.OnRetainedSync({c.messages().begin(), c.messages().end()}, c.last(), sender);
+      return absl::OkStatus();
+    }
     case v1::PeerItem::KIND_NOT_SET:
       return absl::OkStatus();
   }
@@ -558,6 +593,7 @@ void ClusterRouter::SetLease(int64_t lease) {
     if (lease == lease_ || stopped_) return;
     const int64_t previous = lease_;
     lease_ = lease;
+    sync_state_ = SyncState::kNeeded;
     if (previous != 0) {
       for (const auto& [id, m] : members_) {
         if (id != self_) gone.push_back(id);
@@ -583,6 +619,50 @@ void ClusterRouter::SetLease(int64_t lease) {
   old.clear();
   // A new incarnation of this node: the other nodes drop what was relayed with the old one.
   for (const std::string& id : gone) local_.OnNodeGone(id);
+  Send(std::move(out));
+  MaybeStartSync();
+}
+
+void ClusterRouter::MaybeStartSync() {
+  std::vector<Outgoing> out;
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_ || sync_state_ != SyncState::kNeeded) return;
+    auto me = members_.find(self_);
+    if (me == members_.end() || me->second.lease() != lease_) return;  // not seen yet
+    const int64_t mine = me->second.joined_revision();
+    std::string peer;
+    int64_t oldest = 0;
+    for (const auto& [id, m] : members_) {
+      if (id == self_ || m.joined_revision() <= 0 || m.joined_revision() >= mine) continue;
+      if (peer.empty() || m.joined_revision() < oldest) {
+        peer = id;
+        oldest = m.joined_revision();
+      }
+    }
+    if (peer.empty()) {  // this node was here first: nobody knows more
+      sync_state_ = SyncState::kNone;
+      return;
+    }
+    sync_state_ = SyncState::kAwaiting;
+    sync_peer_ = peer;
+    const uint64_t token = ++sync_token_;
+    v1::PeerItem item;
+    item.mutable_retained_sync_request()->set_token(token);
+    out.push_back(Outgoing{peer, std::move(item), [this, token](const absl::Status& st) {
+                             if (st.ok()) return;
+                             {
+                               std::lock_guard lock(mu_);
+                               if (sync_token_ != token ||
+                                   sync_state_ != SyncState::kAwaiting) {
+                                 return;
+                               }
+                               sync_state_ = SyncState::kNeeded;  // ask again (another peer)
+                             }
+                             Later([this] { MaybeStartSync(); });
+                           }});
+  }
+  local_.OnRetainedSyncStarted();
   Send(std::move(out));
 }
 
@@ -643,6 +723,7 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
   dropped.clear();  // joins their threads outside the lock; their pending items fail
   for (const std::string& id : gone) local_.OnNodeGone(id);
   Send(std::move(out));
+  MaybeStartSync();
 }
 
 ClusterRouter::Stats ClusterRouter::stats() const {

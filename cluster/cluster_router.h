@@ -104,6 +104,7 @@ class ClusterRouter final : public Router, public PeerHandler {
     uint64_t relays_out = 0;       // client connections relayed to their session's node
     uint64_t relays_in = 0;        // relayed connections accepted for this node's sessions
     uint64_t fenced = 0;           // requests refused: not the leader at the sender's epoch
+    uint64_t retained_syncs = 0;   // retained catch-ups completed (from a peer)
   };
   Stats stats() const;
 
@@ -169,6 +170,13 @@ class ClusterRouter final : public Router, public PeerHandler {
   // Round-robin position per shared subscription (group, filter), as this node owns it.
   std::map<std::pair<std::string, std::string>, uint64_t> shared_rr_;
   Stats stats_;
+  // Retained catch-up (proto RetainedSyncRequest): needed after every new lease; asked of the
+  // live member that joined first, if it joined before this node.
+  enum class SyncState { kNone, kNeeded, kAwaiting };
+  SyncState sync_state_ = SyncState::kNone;
+  uint64_t sync_token_ = 0;
+  std::string sync_peer_;
+  void MaybeStartSync();  // outside mu_
   std::condition_variable retry_cv_;
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::function<void()>>> later_;
   std::thread retry_thread_;

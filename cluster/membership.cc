@@ -289,6 +289,7 @@ void Membership::Apply(const EtcdEvent& event) {
     const std::string id = suffix_after("members/");
     v1::MemberRecord rec;
     if (put && RecordFromJson(event.kv.value, &rec)) {
+      rec.set_joined_revision(event.kv.create_revision);
       members_[id] = rec;
     } else {
       members_.erase(id);

@@ -93,6 +93,17 @@ class LocalDelivery {
   // DISCONNECT 0x9C Use another server) and reconnect there. (The sessions' stored state stays
   // here: it does not move with the partition yet.)
   virtual void OnPartitionsLost(const std::vector<uint32_t>& lost, uint32_t partitions) = 0;
+
+  // --- Retained messages (every node holds all of them).
+  // This node's retained messages, for a peer that catches up.
+  virtual std::vector<records::Message> RetainedSnapshot() = 0;
+  // This node asked a peer for its retained messages: from now on, retained publishes seen
+  // here win over what the answer says for their topics.
+  virtual void OnRetainedSyncStarted() = 0;
+  // A chunk of the peer's answer, in order; `last`: topics retained here but absent from the
+  // whole answer (and not published since the sync started) are cleared.
+  virtual void OnRetainedSync(std::vector<records::Message> chunk, bool last,
+                              const std::string& from) = 0;
 };
 
 }  // namespace shardmq::cluster

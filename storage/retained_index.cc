@@ -42,6 +42,26 @@ std::vector<records::Message> RetainedIndex::Match(std::string_view filter, int6
   return out;
 }
 
+std::vector<records::Message> RetainedIndex::All(int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  std::vector<records::Message> out;
+  out.reserve(tree_.size());
+  tree_.ForEach([&](std::string_view, const records::Message& m) {
+    if (m.expiry_at_ms() == 0 || now_ms < 0 || m.expiry_at_ms() > static_cast<uint64_t>(now_ms)) {
+      out.push_back(m);
+    }
+  });
+  return out;
+}
+
+std::vector<std::string> RetainedIndex::Topics() {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  out.reserve(tree_.size());
+  tree_.ForEach([&](std::string_view topic, const records::Message&) { out.emplace_back(topic); });
+  return out;
+}
+
 size_t RetainedIndex::Count() {
   std::lock_guard lock(mu_);
   return tree_.size();

@@ -33,6 +33,10 @@ class RetainedIndex {
   // caller can delete them from storage), when given.
   std::vector<records::Message> Match(std::string_view filter, int64_t now_ms,
                                       std::vector<std::string>* expired = nullptr);
+  // Every retained message (including '$' topics) not expired at `now_ms`.
+  std::vector<records::Message> All(int64_t now_ms);
+  // The topics that have a retained message.
+  std::vector<std::string> Topics();
   size_t Count();
 
  private:

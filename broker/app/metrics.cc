@@ -177,6 +177,9 @@ std::vector<MetricFamily> ClusterCollector::Collect() const {
       "Requests for partition data refused because this node did not lead the partition at "
       "the sender's epoch, or its own lease may have expired (epoch fencing).",
       MetricType::Counter, static_cast<double>(rs.fenced));
+  one("shardmq_cluster_retained_syncs_total",
+      "Times this node caught up on retained messages from a peer after (re)joining.",
+      MetricType::Counter, static_cast<double>(rs.retained_syncs));
   one("shardmq_cluster_lease_losses_total",
       "Times this node's membership lease expired before it was renewed.", MetricType::Counter,
       static_cast<double>(node_.lease_losses()));

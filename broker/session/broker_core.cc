@@ -140,6 +140,8 @@ void WorkerCore::CompleteAck(uint64_t ticket, const absl::Status& status) {
 }
 
 void WorkerCore::UpdateRetained(const Message& message) {
+  std::unique_lock<std::mutex> sync_lock;
+  if (broker_.retained_syncing()) sync_lock = broker_.NoteRetainedUpdate(message.topic);
   const config::MqttConfig& cfg = broker_.mqtt();
   if (message.payload.empty()) {
     records::Message rec;
@@ -850,6 +852,93 @@ void BrokerCore::OnPartitionsLost(const std::vector<uint32_t>& lost, uint32_t pa
     WorkerCore* core = c.get();
     core->worker().Post([core, marks] { core->KickLostSessions(*marks); });
   }
+}
+
+namespace {
+bool IsSys(std::string_view topic) { return topic.rfind("$SYS/", 0) == 0; }
+}  // namespace
+
+std::vector<records::Message> BrokerCore::RetainedSnapshot() {
+  std::vector<records::Message> all = retained_.All(clock_.NowMs());
+  std::erase_if(all, [](const records::Message& m) { return IsSys(m.topic()); });
+  return all;
+}
+
+std::unique_lock<std::mutex> BrokerCore::NoteRetainedUpdate(const std::string& topic) {
+  std::unique_lock lock(sync_mu_);
+  sync_touched_.insert(topic);
+  return lock;
+}
+
+void BrokerCore::OnRetainedSyncStarted() {
+  std::lock_guard lock(sync_mu_);
+  ++sync_generation_;
+  sync_touched_.clear();
+  sync_seen_.clear();
+  sync_answered_ = false;
+  sync_set_ = 0;
+  sync_cleared_ = 0;
+  retained_syncing_ = true;
+}
+
+void BrokerCore::OnRetainedSync(std::vector<records::Message> chunk, bool last,
+                                const std::string& from) {
+  std::vector<records::Message> apply;
+  {
+    std::lock_guard lock(sync_mu_);
+    if (!retained_syncing_) return;
+    sync_from_ = from;
+    for (records::Message& m : chunk) {
+      if (IsSys(m.topic())) continue;
+      sync_seen_.insert(m.topic());
+      apply.push_back(std::move(m));
+    }
+    if (last) {
+      // Topics retained here that the peer does not have were cleared while this node was
+      // away (a cleared topic is an empty retained message).
+      for (std::string& topic : retained_.Topics()) {
+        if (IsSys(topic) || sync_seen_.contains(topic)) continue;
+        records::Message clear;
+        clear.set_topic(std::move(topic));
+        apply.push_back(std::move(clear));
+      }
+      sync_answered_ = true;
+    }
+    sync_pending_ += static_cast<int64_t>(apply.size()) + 1;  // + this call
+  }
+  for (records::Message& m : apply) {
+    WorkerCore* core = cores_[Hash64(m.topic()) % cores_.size()].get();
+    core->worker().Post([this, core, m = std::move(m)] {
+      ApplySyncedRetained(*core, m);
+      SyncTaskDone();
+    });
+  }
+  SyncTaskDone();
+}
+
+void BrokerCore::ApplySyncedRetained(WorkerCore& core, const records::Message& message) {
+  std::lock_guard lock(sync_mu_);
+  if (!retained_syncing_ || sync_touched_.contains(message.topic())) return;
+  if (message.payload().empty()) {
+    retained_.Set(message).IgnoreError();
+    core.batch().DeleteRetained(message.topic());
+    ++sync_cleared_;
+    return;
+  }
+  if (!retained_.Set(message).ok()) {
+    core.stats().Add(core.stats().retained_rejected_count);
+    return;
+  }
+  core.batch().PutRetained(message);
+  ++sync_set_;
+}
+
+void BrokerCore::SyncTaskDone() {
+  std::lock_guard lock(sync_mu_);
+  if (--sync_pending_ > 0 || !sync_answered_ || !retained_syncing_) return;
+  retained_syncing_ = false;
+  SHARDMQ_LOG(INFO) << "retained messages caught up from node " << sync_from_ << ": "
+                    << sync_set_ << " set, " << sync_cleared_ << " cleared";
 }
 
 void BrokerCore::OnNodeGone(const std::string& node) {

@@ -316,6 +316,17 @@ class BrokerCore final : public cluster::LocalDelivery {
                    std::string data, bool close, bool not_leader) override;
   void OnNodeGone(const std::string& node) override;
   void OnPartitionsLost(const std::vector<uint32_t>& lost, uint32_t partitions) override;
+  // Retained catch-up from a peer (cluster::LocalDelivery). Topics published here since the
+  // sync started keep their value; the others take the peer's, and topics the peer does not
+  // have are cleared ($SYS/ topics are each node's own and are left alone).
+  std::vector<records::Message> RetainedSnapshot() override;
+  void OnRetainedSyncStarted() override;
+  void OnRetainedSync(std::vector<records::Message> chunk, bool last,
+                      const std::string& from) override;
+  // While a retained catch-up runs, a retained publish notes its topic and holds the returned
+  // lock while it updates the retained index (so the catch-up never overwrites it).
+  bool retained_syncing() const { return retained_syncing_.load(std::memory_order_relaxed); }
+  std::unique_lock<std::mutex> NoteRetainedUpdate(const std::string& topic);
   uint64_t NextRelayedId() { return next_relayed_id_.fetch_add(1, std::memory_order_relaxed); }
   static constexpr int64_t kMaxPeerBacklog = 500;
   uint64_t peer_backlog_dropped() const {
@@ -398,6 +409,19 @@ class BrokerCore final : public cluster::LocalDelivery {
   std::atomic<uint64_t> peer_backlog_dropped_{0};
   std::atomic<bool> peer_stopping_{false};
   std::atomic<uint64_t> next_relayed_id_{uint64_t{1} << 62};  // Transport ids of relayed ones
+  // Retained catch-up state (sync_mu_).
+  void ApplySyncedRetained(WorkerCore& core, const records::Message& message);
+  void SyncTaskDone();
+  std::atomic<bool> retained_syncing_{false};
+  std::mutex sync_mu_;
+  absl::flat_hash_set<std::string> sync_touched_;  // retained publishes seen since the start
+  absl::flat_hash_set<std::string> sync_seen_;     // topics in the peer's answer so far
+  int64_t sync_pending_ = 0;                       // apply tasks posted, not yet run
+  bool sync_answered_ = false;                     // the last chunk arrived
+  uint64_t sync_generation_ = 0;
+  std::string sync_from_;
+  uint64_t sync_set_ = 0;
+  uint64_t sync_cleared_ = 0;
 };
 
 }  // namespace shardmq::broker::session

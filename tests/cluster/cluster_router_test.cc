@@ -57,6 +57,32 @@ class Inbox : public LocalDelivery {
     for (uint32_t p : lost) s += " " + std::to_string(p);
     relay_.push_back(s + " of " + std::to_string(partitions));
   }
+  std::vector<records::Message> RetainedSnapshot() override {
+    std::lock_guard lock(mu_);
+    return retained_;
+  }
+  void OnRetainedSyncStarted() override {
+    std::lock_guard lock(mu_);
+    synced_.push_back("started");
+  }
+  void OnRetainedSync(std::vector<records::Message> chunk, bool last,
+                      const std::string& from) override {
+    std::lock_guard lock(mu_);
+    synced_.push_back(from + " " + std::to_string(chunk.size()) + (last ? " last" : ""));
+    for (auto& m : chunk) synced_messages_.push_back(m.topic());
+  }
+  void SetRetained(std::vector<records::Message> all) {
+    std::lock_guard lock(mu_);
+    retained_ = std::move(all);
+  }
+  std::vector<std::string> synced() {
+    std::lock_guard lock(mu_);
+    return synced_;
+  }
+  std::vector<std::string> synced_messages() {
+    std::lock_guard lock(mu_);
+    return synced_messages_;
+  }
   std::vector<std::string> relay() {
     std::lock_guard lock(mu_);
     return relay_;
@@ -79,6 +105,9 @@ class Inbox : public LocalDelivery {
   std::vector<std::string> got_;
   std::vector<std::string> shared_;  // "group|filter|payload" for each shared pick
   std::vector<std::string> relay_;   // relay calls, in order
+  std::vector<records::Message> retained_;
+  std::vector<std::string> synced_;
+  std::vector<std::string> synced_messages_;
 };
 
 struct TestNode {
@@ -470,6 +499,35 @@ TEST_F(ClusterRouterTest, ARefusalThatOutlastsTheRetriesFailsWithTheReason) {
   EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("does not lead partition"));
   EXPECT_EQ(node("b").router.stats().fenced,
             static_cast<uint64_t>(ClusterRouter::kMaxRefusedRetries) + 1);
+}
+
+
+TEST_F(ClusterRouterTest, ARejoiningNodeCatchesUpOnRetainedMessagesFromTheOldestMember) {
+  std::vector<records::Message> all;
+  for (int i = 0; i < 1200; ++i) all.push_back(Msg("r/" + std::to_string(i), "v", true));
+  node("a").inbox.SetRetained(all);
+  node("b").inbox.SetRetained({Msg("r/b-only", "v", true)});
+  auto members = members_;
+  members["a"].set_joined_revision(5);
+  members["b"].set_joined_revision(6);
+  members["c"].set_joined_revision(7);
+  for (auto& n : nodes_) n->router.OnMembers(members);
+  // Nobody asks: every node already saw its own first lease (in SetUp) with no joined
+  // revisions known, and a and b joined before c.
+  EXPECT_TRUE(node("a").inbox.synced().empty());
+  // c comes back with a new lease (it was paused): it asks a, the member that joined first.
+  members["c"].set_lease(777);
+  members["c"].set_joined_revision(20);
+  node("c").router.SetLease(777);
+  for (auto& n : nodes_) n->router.OnMembers(members);
+  ASSERT_TRUE(test::WaitFor([&] { return node("c").inbox.synced().size() == 4; }, 5s));
+  EXPECT_THAT(node("c").inbox.synced(),
+              ::testing::ElementsAre("started", "a 500", "a 500", "a 200 last"));
+  EXPECT_EQ(node("c").inbox.synced_messages().size(), 1200u);
+  EXPECT_EQ(node("c").router.stats().retained_syncs, 1u);
+  // The first member to join has nobody to learn from.
+  EXPECT_TRUE(node("a").inbox.synced().empty());
+  EXPECT_TRUE(node("b").inbox.synced().empty());
 }
 
 }  // namespace

@@ -214,3 +214,41 @@ def test_shared_subscription_with_members_on_several_nodes_gets_each_message_onc
     # The plain subscriber gets every message, once.
     assert sorted(int(m.payload) for m in plain.expect_messages(40)) == list(range(40))
     plain.expect_no_message(0.3)
+
+
+def test_a_restarted_node_catches_up_on_retained_messages_changed_while_it_was_down(
+        etcd, cluster_node):
+    from partitions import key_led_by
+    a = cluster_node("a")
+    b = cluster_node("b")
+    assert wait_until(lambda: placed_on(ctl_status(etcd), ["a", "b"]))
+    pub = Client(None, "5", "retainer", port=a.port)
+    pub.connect()
+    pub.publish("r/old", b"stale", qos=1, retain=True)
+    pub.publish("r/kept", b"same", qos=1, retain=True)
+    pub.publish("r/changed", b"v1", qos=1, retain=True)
+    status = ctl_status(etcd)
+
+    def read_on_b(expected):
+        """What a subscriber whose session lives on b gets from b's retained index."""
+        sub = Client(None, "5", key_led_by(status, "b", "reader-"), port=b.port)
+        try:
+            sub.connect()
+            sub.subscribe("r/#", qos=1)
+            got = {m.topic: m.payload for m in sub.expect_messages(expected)}
+            sub.expect_no_message(0.5)
+            return got
+        finally:
+            sub.close()
+
+    assert read_on_b(3) == {"r/old": b"stale", "r/kept": b"same", "r/changed": b"v1"}
+    b.stop()  # SIGTERM: drains its partitions to a, then leaves
+    pub.publish("r/old", b"", qos=1, retain=True)          # cleared
+    pub.publish("r/changed", b"v2", qos=1, retain=True)    # changed
+    pub.publish("r/new", b"fresh", qos=1, retain=True)     # new
+    pub.close()
+    b.start()  # same data directory: it still has the three old ones
+    status = wait_until(lambda: (lambda s: placed_on(s, ["a", "b"]) and s)(ctl_status(etcd)))
+    assert status
+    assert wait_until(lambda: b.metric("shardmq_cluster_retained_syncs_total") == 1, timeout=10)
+    assert read_on_b(3) == {"r/kept": b"same", "r/changed": b"v2", "r/new": b"fresh"}
