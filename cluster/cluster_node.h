@@ -2,9 +2,9 @@
 // other nodes (NodeServer), the etcd client and the membership (lease, controller election,
 // partition map). What the broker needs from the cluster goes through here.
 //
-// Scope today (issue #5, in progress): membership, the partition map, health, and publishes
-// between clients on different nodes (ClusterRouter). Sessions stay on the node of their
-// connection. docs/cluster.md says what works.
+// Scope today (issue #5, in progress): membership, the partition map, health, publishes
+// between clients on different nodes, sessions on their partition leader (ClusterRouter).
+// docs/cluster.md says what works.
 //
 // Thread-safety: Start/Stop from the app's main thread; accessors from any thread.
 #pragma once

@@ -20,8 +20,16 @@
 //   tells it to serve that subscription; the publisher's node delivers only to its plain
 //   subscribers and leaves shared ones to the owner.
 //
-// Not built yet: sessions on store nodes (persistent sessions reconnecting through another
-// node), will delivery for a dead node's clients, partition hand-off. docs/cluster.md.
+// * Sessions: PlaceSession says where a client's session lives (the leader of its client id's
+//   partition); a front-end relays the client's bytes there (RelayOpen/RelaySend), and the
+//   broker on each side implements the ends (LocalDelivery::OnRelay*).
+// * Fencing: publishes, exact routes and relay opens carry the partition's epoch; a node that
+//   does not lead the partition at that epoch (or whose own lease may have expired) refuses
+//   them, and the sender sends them again once its map has moved on (the retry thread).
+// * Retained catch-up after a new lease: the whole set from the member that joined first.
+//
+// Not built yet: partition hand-off (session data does not move with a partition).
+// docs/cluster.md.
 //
 // Thread-safety: every method from any thread; one mutex, never held while calling out.
 #pragma once

@@ -77,8 +77,8 @@ bool PlanPartitionMap(const v1::PartitionMapRecord& current,
     if (!a->leader().empty() && stores.contains(a->leader()) && !alive.contains(a->leader())) {
       continue;
     }
-    // TODO(#5): copy-then-flip. Until the data plane keeps partition data on store nodes, a
-    // move is a flip of leadership with a new epoch.
+    // TODO(#5): copy-then-flip. A move is a flip of leadership with a new epoch; the data of
+    // the partition's sessions stays with the old leader (docs/cluster.md, "Not built yet").
     a->set_leader(want);
     a->set_epoch(a->epoch() + 1);
     changed = true;

@@ -2,8 +2,9 @@
 // calls Router; the cluster calls LocalDelivery, which the broker implements).
 //
 // Scope today: clients connected to different nodes publish to and subscribe to each other
-// (non-shared subscriptions, QoS 0/1/2, retained messages). Sessions still live on the node of
-// their connection. docs/cluster.md lists what is not built yet.
+// (QoS 0/1/2, shared subscriptions, retained messages); a session lives on its client id's
+// partition leader and other nodes relay its connection there. docs/cluster.md lists what is
+// not built yet (moving session data with a partition).
 #pragma once
 
 #include <functional>

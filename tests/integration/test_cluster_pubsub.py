@@ -3,7 +3,8 @@ shardmq processes, paho / raw / mosquitto clients): exact and wildcard routes at
 owners, QoS 0/1/2, order, SUBACK only after the route is registered cluster-wide, unsubscribe,
 retained messages and wills across nodes, and a publish whose topic's owner is down.
 
-Sessions still live on the node of their connection (docs/cluster.md)."""
+A client's session lives on its client id's partition leader; connections to other nodes are
+relayed there (test_cluster_sessions.py). Retained catch-up of a restarted node is here too."""
 import subprocess
 import time
 
