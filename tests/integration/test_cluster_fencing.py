@@ -97,11 +97,15 @@ def test_a_node_paused_past_its_lease_accepts_no_write_for_partitions_it_lost(et
     # Nothing s1 acknowledged is lost: it accepted no write as the topic's old leader.
     assert accepted <= received, (sorted(accepted - received), acks)
     assert b"after" in accepted, acks
-    # The publishes it read before it had rejoined were refused (v5: PUBACK 0x80) by the fence
-    # and counted. (A refusal may also come from a peer stream that broke as the node rejoined:
-    # then the publisher is told too, and sends again.)
-    assert refused and all(rc == 0x80 for rc in acks.values() if rc != 0), acks
-    assert s1.metric("shardmq_cluster_fenced_total") >= 1
+    # s1 read the publishes sent while it was stopped either before it learned the new map
+    # (then the fence refused them: v5 PUBACK 0x80, counted) or after (then it had already
+    # disconnected the publisher, whose session moved, and never answered them). A refusal may
+    # also come from a peer stream that broke as the node rejoined; the client is told either way.
+    assert all(rc == 0x80 for rc in acks.values() if rc != 0), acks
+    answered_early = [pid for pid in acks if pid != last]
+    if answered_early:
+        assert all(acks[pid] == 0x80 for pid in answered_early), acks
+        assert s1.metric("shardmq_cluster_fenced_total") >= 1
     assert s1.metric("shardmq_cluster_lease_losses_total") == 1
     for c in (pub, sub):
         c.disconnect()
