@@ -410,6 +410,17 @@ void ClusterRouter::RelaySend(const std::string& node, uint64_t conn, bool upstr
   Send(std::move(out));
 }
 
+void ClusterRouter::RelayCongestion(const std::string& node, uint64_t conn, bool congested) {
+  v1::PeerItem item;
+  v1::RelayData* r = item.mutable_relay();
+  r->set_conn(conn);
+  r->set_upstream(true);
+  r->set_congested(congested);
+  std::vector<Outgoing> out;
+  out.push_back(Outgoing{node, std::move(item), nullptr});
+  Send(std::move(out));
+}
+
 absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lease,
                                    const v1::PeerItem& item) {
   // Fencing of partition data: a publish (partition of its topic) and an added route for a
@@ -468,6 +479,10 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
     }
     case v1::PeerItem::kRelay: {
       const v1::RelayData& r = item.relay();
+      if (r.has_congested()) {
+        local_.OnRelayCongestion(sender, sender_lease, r.conn(), r.congested());
+        return absl::OkStatus();
+      }
       local_.OnRelayData(sender, sender_lease, r.conn(), r.upstream(), r.data(), r.close(),
                          r.not_leader());
       return absl::OkStatus();

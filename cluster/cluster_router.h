@@ -80,6 +80,7 @@ class ClusterRouter final : public Router, public PeerHandler {
   void RelayOpen(const Placement& placement, RelayOpenArgs args, Done done) override;
   void RelaySend(const std::string& node, uint64_t conn, bool upstream, std::string data,
                  bool close, Done done) override;
+  void RelayCongestion(const std::string& node, uint64_t conn, bool congested) override;
 
   // Whether this node may act as a partition's leader at all now (Membership::LeaseValid).
   // Unset: always.

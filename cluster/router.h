@@ -60,6 +60,8 @@ class Router {
   // Bytes of a relayed connection to `node` (see RelayData). `done` once `node` has them.
   virtual void RelaySend(const std::string& node, uint64_t conn, bool upstream, std::string data,
                          bool close, Done done) = 0;
+  // Tells S whether the client's socket here is congested (see RelayData.congested).
+  virtual void RelayCongestion(const std::string& node, uint64_t conn, bool congested) = 0;
 };
 
 // Implemented by the broker.
@@ -86,6 +88,10 @@ class LocalDelivery {
   // refused the RelayOpen (fencing); the front-end places the session again.
   virtual void OnRelayData(const std::string& origin, int64_t origin_lease, uint64_t conn,
                            bool upstream, std::string data, bool close, bool not_leader) = 0;
+  // As S: the front-end's socket to the client of relayed connection `conn` is congested, or
+  // no longer.
+  virtual void OnRelayCongestion(const std::string& origin, int64_t origin_lease, uint64_t conn,
+                                 bool congested) = 0;
   // `node` left the cluster or came back as a new incarnation: connections relayed from it
   // are lost (their wills are due), and so are the ones relayed to it.
   virtual void OnNodeGone(const std::string& node) = 0;

@@ -639,6 +639,11 @@ void WorkerCore::RelayedIn(const std::string& key, std::string_view data, bool c
   if (close) rc->Lost();
 }
 
+void WorkerCore::RelayedCongestion(const std::string& key, bool congested) {
+  auto it = relayed_in_.find(key);
+  if (it != relayed_in_.end()) it->second->SetFrontendCongested(congested);
+}
+
 void WorkerCore::ForgetRelayed(const std::string& key) { relayed_in_.erase(key); }
 
 uint64_t WorkerCore::RegisterRelay(std::shared_ptr<ConnectionHandler> handler) {
@@ -939,6 +944,15 @@ void BrokerCore::SyncTaskDone() {
   retained_syncing_ = false;
   SHARDMQ_LOG(INFO) << "retained messages caught up from node " << sync_from_ << ": "
                     << sync_set_ << " set, " << sync_cleared_ << " cleared";
+}
+
+void BrokerCore::OnRelayCongestion(const std::string& origin, int64_t origin_lease,
+                                   uint64_t conn, bool congested) {
+  std::string key = origin + "/" + std::to_string(origin_lease) + "/" + std::to_string(conn);
+  WorkerCore* core = cores_[Hash64(key) % cores_.size()].get();
+  core->worker().Post([core, key = std::move(key), congested] {
+    core->RelayedCongestion(key, congested);
+  });
 }
 
 void BrokerCore::OnNodeGone(const std::string& node) {

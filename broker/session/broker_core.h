@@ -177,6 +177,7 @@ class WorkerCore {
                    cluster::Router::RelayOpenArgs args);
   // Client bytes for it (then the end of it, if `close`).
   void RelayedIn(const std::string& key, std::string_view data, bool close);
+  void RelayedCongestion(const std::string& key, bool congested);
   void ForgetRelayed(const std::string& key);
   // As front-end: a client connection of this worker relayed to its session's node. Returns
   // the connection's relay id (its low 8 bits are this worker's index).
@@ -315,6 +316,8 @@ class BrokerCore final : public cluster::LocalDelivery {
   void OnRelayData(const std::string& origin, int64_t origin_lease, uint64_t conn, bool upstream,
                    std::string data, bool close, bool not_leader) override;
   void OnNodeGone(const std::string& node) override;
+  void OnRelayCongestion(const std::string& origin, int64_t origin_lease, uint64_t conn,
+                         bool congested) override;
   void OnPartitionsLost(const std::vector<uint32_t>& lost, uint32_t partitions) override;
   // Retained catch-up from a peer (cluster::LocalDelivery). Topics published here since the
   // sync started keep their value; the others take the peer's, and topics the peer does not

@@ -439,6 +439,10 @@ void ConnectionHandler::MarkCongested() {
 }
 
 void ConnectionHandler::OnWritten(size_t pending_bytes) {
+  if (relay_ != nullptr) {
+    RelayWritten(pending_bytes);
+    return;
+  }
   // Hysteresis: cleared once a quarter of the threshold is left, not at every write.
   if (congested_marked_ && pending_bytes < kCongestedBytes / 4) {
     congested_marked_ = false;
@@ -1031,6 +1035,15 @@ void ConnectionHandler::SendUp(std::string_view data) {
                                      });
 }
 
+void ConnectionHandler::RelayWritten(size_t pending_bytes) {
+  // Tell S when the client falls behind (or catches up), so QoS 0 to it is dropped at S.
+  const bool congested = relay_->downstream_congested ? pending_bytes >= kCongestedBytes / 4
+                                                      : pending_bytes > kCongestedBytes;
+  if (congested == relay_->downstream_congested || !relay_->confirmed) return;
+  relay_->downstream_congested = congested;
+  core_.broker().router()->RelayCongestion(relay_->node, relay_->conn, congested);
+}
+
 void ConnectionHandler::RelayAcked(size_t bytes) {
   if (relay_ == nullptr) return;
   relay_->unacked -= std::min(bytes, relay_->unacked);
@@ -1071,6 +1084,7 @@ void ConnectionHandler::OnRelayReply(const std::string& from, std::string_view d
   if (!data.empty() && transport_ != nullptr) {
     core_.stats().Add(core_.stats().bytes_sent, data.size());
     transport_->Send(data);
+    RelayWritten(transport_->PendingWriteBytes());
   }
   if (close) {
     relay_->closed_by_node = true;

@@ -109,6 +109,7 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   void SendUp(std::string_view data);
   void RetryRelay();
   void RelayAcked(size_t bytes);
+  void RelayWritten(size_t pending_bytes);
   void DeliverRetained(const std::vector<RouteChange>& changes);
   // Protocol violation or malformed packet: v5 DISCONNECT with `reason`, then close; the will
   // is published.
@@ -173,6 +174,7 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
     int tries = 0;              // opens refused (fencing), or places unavailable
     size_t unacked = 0;         // client bytes sent to S and not yet acknowledged
     bool holding = false;       // the socket's reading is held (too many unacknowledged)
+    bool downstream_congested = false;  // S was told the client's socket is congested
     std::unique_ptr<boost::asio::steady_timer> retry;
   };
   std::unique_ptr<Relay> relay_;

@@ -12,6 +12,8 @@ namespace {
 // Below this many unacknowledged bytes the handler hears of progress (OnWritten), so a session
 // marked congested is cleared (its hysteresis is a quarter of 4 MiB).
 constexpr int64_t kReportAbove = 512 << 10;
+// What a congested front-end socket counts as (more than ConnectionHandler's 4 MiB threshold).
+constexpr size_t kFrontendCongestedBytes = (4 << 20) + 1;
 
 }  // namespace
 
@@ -70,7 +72,15 @@ void RelayedConnection::Close() {
 }
 
 size_t RelayedConnection::PendingWriteBytes() const {
-  return out_.size() + static_cast<size_t>(std::max<int64_t>(0, unacked_->load()));
+  // Congested at the front-end: as full as a socket the session layer treats as congested.
+  const size_t front = frontend_congested_ ? kFrontendCongestedBytes : 0;
+  return front + out_.size() + static_cast<size_t>(std::max<int64_t>(0, unacked_->load()));
+}
+
+void RelayedConnection::SetFrontendCongested(bool congested) {
+  if (congested == frontend_congested_ || closed_) return;
+  frontend_congested_ = congested;
+  if (!congested && handler_) handler_->OnWritten(PendingWriteBytes());
 }
 
 void RelayedConnection::Flush(bool close) {

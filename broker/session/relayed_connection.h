@@ -46,6 +46,10 @@ class RelayedConnection final : public net::Transport,
   const std::string& peer() const override { return peer_; }
   uint64_t id() const override { return id_; }
 
+  // The front-end's socket to the client is congested (or no longer): PendingWriteBytes counts
+  // it as full meanwhile.
+  void SetFrontendCongested(bool congested);
+
   const std::string& origin() const { return origin_; }
   const std::string& key() const { return key_; }
 
@@ -64,6 +68,7 @@ class RelayedConnection final : public net::Transport,
   std::string out_;  // bytes for the client, not yet passed on
   bool flush_scheduled_ = false;
   bool closed_ = false;
+  bool frontend_congested_ = false;
   std::shared_ptr<std::atomic<int64_t>> unacked_ = std::make_shared<std::atomic<int64_t>>(0);
 };
 

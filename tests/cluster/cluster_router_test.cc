@@ -47,6 +47,12 @@ class Inbox : public LocalDelivery {
                      std::to_string(conn) + " " + data + (close ? " close" : "") +
                      (not_leader ? " not_leader" : ""));
   }
+  void OnRelayCongestion(const std::string& origin, int64_t origin_lease, uint64_t conn,
+                         bool congested) override {
+    std::lock_guard lock(mu_);
+    relay_.push_back("congested " + origin + " " + std::to_string(conn) +
+                     (congested ? " yes" : " no"));
+  }
   void OnNodeGone(const std::string& node) override {
     std::lock_guard lock(mu_);
     relay_.push_back("gone " + node);
@@ -369,6 +375,11 @@ TEST_F(ClusterRouterTest, ARelayedConnectionCarriesBytesBothWaysInOrder) {
   node("b").router.RelaySend("a", 7, /*upstream=*/false, "CONNACK", false, nullptr);
   ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.relay().size() == 1; }, 5s));
   EXPECT_EQ(node("a").inbox.relay()[0], "down b 7 CONNACK");
+  node("a").router.RelayCongestion("b", 7, true);
+  node("a").router.RelayCongestion("b", 7, false);
+  ASSERT_TRUE(test::WaitFor([&] { return node("b").inbox.relay().size() == 54; }, 5s));
+  EXPECT_EQ(node("b").inbox.relay()[52], "congested a 7 yes");
+  EXPECT_EQ(node("b").inbox.relay()[53], "congested a 7 no");
   EXPECT_EQ(node("b").router.stats().relays_in, 1u);
   EXPECT_EQ(node("a").router.stats().relays_out, 1u);
 }

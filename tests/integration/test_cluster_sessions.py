@@ -286,3 +286,35 @@ def test_a_front_end_stops_reading_a_client_whose_session_node_does_not_keep_up(
     assert sent < 32 << 20, sent
     assert rss_kb < 200 * 1024, rss_kb
     c.close()
+
+
+def test_qos0_to_a_slow_relayed_subscriber_is_dropped_at_its_session_node(etcd, cluster_node):
+    """Downstream flow control: a front-end whose client does not read tells the session's
+    node, which drops QoS 0 for it (counted) instead of sending everything to the front-end."""
+    import socket
+    from rawmqtt import publish_packet
+    s1 = cluster_node("s1", role="store", lease_ttl=LEASE_TTL)
+    f1 = cluster_node("f1", role="frontend", lease_ttl=LEASE_TTL)
+    assert wait_until(lambda: placed_on(ctl_status(etcd), ["s1"]))
+    assert wait_until(lambda: all_applied(ctl_status(etcd), ["s1", "f1"]))
+    slow = RawClient(f1.port, 4)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    assert slow.connect("slow-reader").rc == 0
+    slow.subscribe([("slow/t", 0)])
+    pub = RawClient(s1.port, 4)
+    assert pub.connect("fast-writer").rc == 0
+    payload = b"y" * 60000
+    total = 64 << 20
+    packet = publish_packet("slow/t", payload, qos=0, version=4)
+    # ~64 MiB of QoS 0, never read by `slow`, in 1 MiB steps that s1 handles one at a time (so
+    # its own link to f1 never backs up: only f1 knows that the client does not read).
+    for _ in range(total // (17 * len(payload))):
+        pub.send(packet * 17)
+        pub.ping(timeout=30)
+        time.sleep(0.01)
+    assert wait_until(lambda: s1.metric("shardmq_broker_messages_dropped_total",
+                                        reason="qos0_backpressure") > 0, timeout=10)
+    rss_kb = int(open("/proc/%d/status" % f1.proc.pid).read().split("VmRSS:")[1].split()[0])
+    assert rss_kb < 100 * 1024, rss_kb  # not the 64 MiB
+    slow.close()
+    pub.disconnect()
