@@ -821,10 +821,20 @@ void BrokerCore::DeliverLocal(records::Message message, Scope scope) {
   });
 }
 
+// A relayed connection's name on S: the front-end, its incarnation and its id for the
+// connection. All of one connection's items go to the worker of hash(name).
+std::string BrokerCore::RelayKey(const std::string& origin, int64_t origin_lease, uint64_t conn) {
+  return origin + "/" + std::to_string(origin_lease) + "/" + std::to_string(conn);
+}
+
+WorkerCore* BrokerCore::RelayCore(const std::string& key) {
+  return cores_[Hash64(key) % cores_.size()].get();
+}
+
 void BrokerCore::OnRelayOpen(const std::string& origin, int64_t origin_lease,
                              cluster::Router::RelayOpenArgs args) {
-  std::string key = origin + "/" + std::to_string(origin_lease) + "/" + std::to_string(args.conn);
-  WorkerCore* core = cores_[Hash64(key) % cores_.size()].get();
+  std::string key = RelayKey(origin, origin_lease, args.conn);
+  WorkerCore* core = RelayCore(key);
   core->worker().Post([core, origin, key = std::move(key), args = std::move(args)]() mutable {
     core->OpenRelayed(origin, key, std::move(args));
   });
@@ -833,8 +843,8 @@ void BrokerCore::OnRelayOpen(const std::string& origin, int64_t origin_lease,
 void BrokerCore::OnRelayData(const std::string& origin, int64_t origin_lease, uint64_t conn,
                              bool upstream, std::string data, bool close, bool not_leader) {
   if (upstream) {
-    std::string key = origin + "/" + std::to_string(origin_lease) + "/" + std::to_string(conn);
-    WorkerCore* core = cores_[Hash64(key) % cores_.size()].get();
+    std::string key = RelayKey(origin, origin_lease, conn);
+    WorkerCore* core = RelayCore(key);
     core->worker().Post([core, key = std::move(key), data = std::move(data), close] {
       core->RelayedIn(key, data, close);
     });
@@ -948,8 +958,8 @@ void BrokerCore::SyncTaskDone() {
 
 void BrokerCore::OnRelayCongestion(const std::string& origin, int64_t origin_lease,
                                    uint64_t conn, bool congested) {
-  std::string key = origin + "/" + std::to_string(origin_lease) + "/" + std::to_string(conn);
-  WorkerCore* core = cores_[Hash64(key) % cores_.size()].get();
+  std::string key = RelayKey(origin, origin_lease, conn);
+  WorkerCore* core = RelayCore(key);
   core->worker().Post([core, key = std::move(key), congested] {
     core->RelayedCongestion(key, congested);
   });

@@ -412,6 +412,8 @@ class BrokerCore final : public cluster::LocalDelivery {
   std::atomic<uint64_t> peer_backlog_dropped_{0};
   std::atomic<bool> peer_stopping_{false};
   std::atomic<uint64_t> next_relayed_id_{uint64_t{1} << 62};  // Transport ids of relayed ones
+  static std::string RelayKey(const std::string& origin, int64_t origin_lease, uint64_t conn);
+  WorkerCore* RelayCore(const std::string& key);
   // Retained catch-up state (sync_mu_).
   void ApplySyncedRetained(WorkerCore& core, const records::Message& message);
   void SyncTaskDone();

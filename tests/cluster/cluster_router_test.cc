@@ -77,34 +77,22 @@ class Inbox : public LocalDelivery {
     synced_.push_back(from + " " + std::to_string(chunk.size()) + (last ? " last" : ""));
     for (auto& m : chunk) synced_messages_.push_back(m.topic());
   }
+  // A copy of `field`, taken under the lock (the routers call in on their own threads).
+  template <typename T>
+  T Read(const T& field) {
+    std::lock_guard lock(mu_);
+    return field;
+  }
   void SetRetained(std::vector<records::Message> all) {
     std::lock_guard lock(mu_);
     retained_ = std::move(all);
   }
-  std::vector<std::string> synced() {
-    std::lock_guard lock(mu_);
-    return synced_;
-  }
-  std::vector<std::string> synced_messages() {
-    std::lock_guard lock(mu_);
-    return synced_messages_;
-  }
-  std::vector<std::string> relay() {
-    std::lock_guard lock(mu_);
-    return relay_;
-  }
-  std::vector<std::string> shared() {
-    std::lock_guard lock(mu_);
-    return shared_;
-  }
-  std::vector<std::string> got() {
-    std::lock_guard lock(mu_);
-    return got_;
-  }
-  size_t size() {
-    std::lock_guard lock(mu_);
-    return got_.size();
-  }
+  std::vector<std::string> synced() { return Read(synced_); }
+  std::vector<std::string> synced_messages() { return Read(synced_messages_); }
+  std::vector<std::string> relay() { return Read(relay_); }
+  std::vector<std::string> shared() { return Read(shared_); }
+  std::vector<std::string> got() { return Read(got_); }
+  size_t size() { return Read(got_).size(); }
 
  private:
   std::mutex mu_;
@@ -179,6 +167,17 @@ class ClusterRouterTest : public ::testing::Test {
     }
     ADD_FAILURE() << "no topic owned by " << owner;
     return "";
+  }
+  // The next map (revision 2), in which partition `p` moved to c with epoch 1; b and c get it,
+  // a does not (yet).
+  PartitionMap MoveToC(uint32_t p) {
+    PartitionMap next = map_;
+    next.revision = 2;
+    next.record.mutable_assignments(static_cast<int>(p))->set_leader("c");
+    next.record.mutable_assignments(static_cast<int>(p))->set_epoch(1);
+    node("b").router.OnMap(next);
+    node("c").router.OnMap(next);
+    return next;
   }
   absl::Status AddRouteSync(TestNode& n, const std::string& filter,
                             const std::string& group = "") {
@@ -388,12 +387,7 @@ TEST_F(ClusterRouterTest, AnOpenAtAnEpochTheReceiverDoesNotLeadIsRefused) {
   const std::string id = ClientOwnedBy(map_, "b");
   const uint32_t p = PartitionOf(id, kPartitions);
   // The partition moved from b to c (epoch 1); a still has the old map.
-  PartitionMap next = map_;
-  next.revision = 2;
-  next.record.mutable_assignments(static_cast<int>(p))->set_leader("c");
-  next.record.mutable_assignments(static_cast<int>(p))->set_epoch(1);
-  node("b").router.OnMap(next);
-  node("c").router.OnMap(next);
+  const PartitionMap next = MoveToC(p);
   auto stale = node("a").router.PlaceSession(id);
   ASSERT_OK(stale.status());
   ASSERT_EQ(stale->node, "b");
@@ -468,13 +462,7 @@ TEST_F(ClusterRouterTest, ANodeThatLeavesOrRestartsIsReportedGone) {
 
 TEST_F(ClusterRouterTest, PublishesAndRoutesRefusedByAFormerLeaderGoToTheNewOneOnceKnown) {
   const std::string t = TopicOwnedBy("b", "moved/");
-  const uint32_t p = PartitionOf(t, kPartitions);
-  PartitionMap next = map_;
-  next.revision = 2;
-  next.record.mutable_assignments(static_cast<int>(p))->set_leader("c");
-  next.record.mutable_assignments(static_cast<int>(p))->set_epoch(1);
-  node("b").router.OnMap(next);
-  node("c").router.OnMap(next);
+  const PartitionMap next = MoveToC(PartitionOf(t, kPartitions));
   // a still has the old map: b refuses its route and its publish, and a keeps trying.
   std::promise<absl::Status> routed;
   node("a").router.AddRoute(t, "", [&routed](const absl::Status& st) { routed.set_value(st); });
