@@ -172,6 +172,12 @@ def test_killing_a_frontend_publishes_each_will_once_and_keeps_the_sessions(flee
     assert returning.connect("returning", clean=False, props={"SessionExpiryInterval": 300},
                              will={"topic": "wills/returning", "payload": b"never", "qos": 1,
                                    "props": {"WillDelayInterval": 30}}).rc == 0
+    # Will Delay 4 s, back through f2 after its session's node saw it lost (its will timer is
+    # running then): never published either.
+    late = RawClient(f1.port, 5)
+    assert late.connect("late", clean=False, props={"SessionExpiryInterval": 300},
+                        will={"topic": "wills/late", "payload": b"never", "qos": 1,
+                              "props": {"WillDelayInterval": 4}}).rc == 0
     # A persistent subscriber on f1 whose queue must survive.
     keeper = RawClient(f1.port, 4)
     assert keeper.connect("keeper", clean=False).rc == 0
@@ -189,6 +195,7 @@ def test_killing_a_frontend_publishes_each_will_once_and_keeps_the_sessions(flee
         pub.publish_qos("keep/q", b"k%d" % i, qos=1)
 
     wills = {}
+    late_back = None
     deadline = killed_at + LEASE_TTL + 2 + 2 + 3  # + the 2 s delay, + margin for the last check
     while time.time() < deadline:
         try:
@@ -198,6 +205,11 @@ def test_killing_a_frontend_publishes_each_will_once_and_keeps_the_sessions(flee
         if p.type == PUBLISH:
             watcher.puback(p.packet_id)
             wills.setdefault(p.topic, []).append((p.payload, time.time() - killed_at))
+            if late_back is None:  # the first wills are out: f1's clients count as lost now
+                late_back = RawClient(f2.port, 5)
+                ack = late_back.connect("late", clean=False,
+                                        props={"SessionExpiryInterval": 300})
+                assert ack.rc == 0 and ack.session_present
     expected = {"wills/%d" % i for i in range(10)} | {"wills/delayed"}
     assert set(wills) == expected, wills
     for topic, arrivals in wills.items():
@@ -211,7 +223,7 @@ def test_killing_a_frontend_publishes_each_will_once_and_keeps_the_sessions(flee
     assert ack.rc == 0 and ack.session_present
     got = [again.receive_publish_qos().payload for _ in range(5)]
     assert got == [b"k%d" % i for i in range(5)]
-    for c in (again, pub, back, watcher):
+    for c in (again, pub, back, watcher, late_back):
         c.disconnect()
 
 
