@@ -29,12 +29,20 @@ ClusterRouter::~ClusterRouter() { Stop(); }
 
 void ClusterRouter::Stop() {
   std::map<std::string, std::shared_ptr<PeerLink>> links;
+  std::map<uint32_t, Held> held;
   {
     std::lock_guard lock(mu_);
     stopped_ = true;
     links.swap(links_);
+    held.swap(held_);
   }
   retry_cv_.notify_all();
+  gate_cv_.notify_all();
+  for (auto& [p, h] : held) {
+    for (HeldPublish& item : h.items) {
+      if (item.done) item.done(absl::UnavailableError("the node is stopping"));
+    }
+  }
   if (retry_thread_.joinable() && retry_thread_.get_id() != std::this_thread::get_id()) {
     retry_thread_.join();
   }
@@ -299,6 +307,20 @@ void ClusterRouter::ForwardAttempt(const records::Message& message, Done done, i
         error = absl::UnavailableError("partition " + std::to_string(p) +
                                        ": this node's lease may have expired; not acting as its "
                                        "leader until it has rejoined");
+      } else if (leader == self_ &&
+                 (!RoutesMissingLocked(p).empty() || held_.contains(p))) {
+        // A partition this node just gained: a route may still be on its way. The publish
+        // waits here, in order with the others of its partition, until every member's routes
+        // are in (at most kGateWait; FlushHeldLocked).
+        ++stats_.route_waits;
+        auto [it, first] = held_.try_emplace(p);
+        if (first) {
+          const auto since = std::chrono::steady_clock::now();
+          it->second.since = since;
+          ScheduleGateCheckLocked();
+        }
+        it->second.items.push_back(HeldPublish{message, std::move(done)});
+        return;
       } else if (leader == self_) {
         RoutePublishLocked(self_, message, &out, &here);
       } else if (!AliveLocked(leader)) {
@@ -340,6 +362,110 @@ bool ClusterRouter::LeadsLocked(uint32_t partition, uint64_t epoch) const {
   if (map_.revision == 0 || partition >= map_.record.partitions()) return false;
   if (map_.LeaderOf(partition) != self_ || map_.EpochOf(partition) != epoch) return false;
   return !lease_check_ || lease_check_();
+}
+
+void ClusterRouter::FlushHeldLocked(bool force, std::vector<Outgoing>* out,
+                                    std::vector<std::pair<Done, absl::Status>>* ready,
+                                    std::vector<std::pair<records::Message, LocalDelivery::Scope>>* here) {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = held_.begin(); it != held_.end();) {
+    const uint32_t p = it->first;
+    const bool open = RoutesMissingLocked(p).empty();
+    const bool expired = now - it->second.since >= kGateWait;
+    if (!open && !expired && !force) {
+      ++it;
+      continue;
+    }
+    if (!open) {
+      SHARDMQ_LOG(WARNING) << "partition " << p << ": routing held publishes without the routes of "
+                           << RoutesMissingLocked(p) << " after waiting " << kGateWait.count()
+                           << " ms";
+    }
+    for (HeldPublish& h : it->second.items) {
+      const bool still_mine = map_.revision != 0 && p < map_.record.partitions() &&
+                              map_.LeaderOf(p) == self_;
+      if (!still_mine) {
+        // The partition moved on meanwhile: the publish goes to its new leader (after the
+        // lock, in order).
+        Done done = std::move(h.done);
+        auto copy = std::make_shared<const records::Message>(std::move(h.message));
+        ready->emplace_back(
+            [this, copy, done](const absl::Status&) { ForwardAttempt(*copy, done, 1); },
+            absl::OkStatus());
+        continue;
+      }
+      LocalDelivery::Scope scope;
+      scope.plain = false;
+      RoutePublishLocked(self_, h.message, out, &scope);
+      if (!scope.shared.empty()) here->emplace_back(h.message, std::move(scope));
+      if (h.done) ready->emplace_back(std::move(h.done), absl::OkStatus());
+    }
+    it = held_.erase(it);
+  }
+}
+
+void ClusterRouter::FinishFlush(std::vector<Outgoing> out,
+                                std::vector<std::pair<Done, absl::Status>> ready,
+                                std::vector<std::pair<records::Message, LocalDelivery::Scope>> here) {
+  for (auto& [message, scope] : here) local_.DeliverLocal(message, std::move(scope));
+  Send(std::move(out));
+  for (auto& [done, status] : ready) {
+    if (done) done(status);
+  }
+}
+
+void ClusterRouter::ScheduleGateCheckLocked() {
+  if (gate_check_pending_) return;
+  gate_check_pending_ = true;
+  LaterLocked([this] {
+    std::vector<Outgoing> out;
+    std::vector<std::pair<Done, absl::Status>> ready;
+    std::vector<std::pair<records::Message, LocalDelivery::Scope>> here;
+    {
+      std::lock_guard lock(mu_);
+      gate_check_pending_ = false;
+      FlushHeldLocked(false, &out, &ready, &here);
+      if (!held_.empty()) ScheduleGateCheckLocked();
+    }
+    FinishFlush(std::move(out), std::move(ready), std::move(here));
+  });
+}
+
+std::string ClusterRouter::RoutesMissingLocked(uint32_t partition) const {
+  const int64_t gained = partition < gained_at_.size() ? gained_at_[partition] : 0;
+  if (gained == 0) return "";
+  for (const auto& [id, m] : members_) {
+    if (id == self_) continue;
+    auto it = synced_.find({id, m.lease()});
+    if (it == synced_.end() || it->second < gained) return id;
+  }
+  return "";
+}
+
+void ClusterRouter::MarkSyncedLocked(std::vector<Outgoing>* out) {
+  if (map_.revision == 0 || lease_ == 0) return;
+  const int64_t revision = map_.revision;
+  for (const auto& [id, m] : members_) {
+    if (id == self_) continue;
+    v1::PeerItem item;
+    item.mutable_routes_synced()->set_map_revision(revision);
+    // A marker lost with a broken stream would hold the partitions back: send it again.
+    const std::string node = id;
+    out->push_back(Outgoing{id, std::move(item), [this, node, revision](const absl::Status& st) {
+                              if (st.ok()) return;
+                              Later([this, node, revision] {
+                                std::vector<Outgoing> again;
+                                {
+                                  std::lock_guard lock(mu_);
+                                  if (!members_.contains(node) || map_.revision != revision) {
+                                    return;  // a newer pass sends its own
+                                  }
+                                  MarkSyncedLocked(&again);
+                                }
+                                Send(std::move(again));
+                              });
+                            }});
+  }
 }
 
 absl::StatusOr<Router::Placement> ClusterRouter::PlaceSession(const std::string& client_id) {
@@ -506,9 +632,23 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
       LocalDelivery::Scope here;
       here.plain = false;
       {
-        std::lock_guard lock(mu_);
+        std::unique_lock lock(mu_);
         absl::Status st = refuse(item.publish().message().topic(), item.publish().epoch());
         if (!st.ok()) return st;
+        const uint32_t p =
+            PartitionOf(item.publish().message().topic(), map_.record.partitions());
+        if (!RoutesMissingLocked(p).empty()) {
+          // A partition this node just gained: wait (holding this stream, so the order of its
+          // items is kept) until every member's routes are in, at most kGateWait.
+          ++stats_.route_waits;
+          gate_cv_.wait_for(lock, kGateWait, [&] {
+            return stopped_ || RoutesMissingLocked(p).empty();
+          });
+          if (const std::string missing = RoutesMissingLocked(p); !missing.empty()) {
+            SHARDMQ_LOG(WARNING) << "partition " << p << ": routing without the routes of "
+                                 << missing << " after waiting " << kGateWait.count() << " ms";
+          }
+        }
         RoutePublishLocked(sender, item.publish().message(), &out, &here);
         if (here.plain || !here.shared.empty()) ++stats_.delivered_in;
       }
@@ -528,6 +668,20 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
       scope.plain = d.plain();
       for (const v1::SharedPick& p : d.shared()) scope.shared.emplace_back(p.group(), p.filter());
       local_.DeliverLocal(d.message(), std::move(scope));
+      return absl::OkStatus();
+    }
+    case v1::PeerItem::kRoutesSynced: {
+      std::vector<Outgoing> out;
+      std::vector<std::pair<Done, absl::Status>> ready;
+      std::vector<std::pair<records::Message, LocalDelivery::Scope>> here;
+      {
+        std::lock_guard lock(mu_);
+        int64_t& at = synced_[{sender, sender_lease}];
+        at = std::max(at, item.routes_synced().map_revision());
+        FlushHeldLocked(false, &out, &ready, &here);
+      }
+      gate_cv_.notify_all();
+      FinishFlush(std::move(out), std::move(ready), std::move(here));
       return absl::OkStatus();
     }
     case v1::PeerItem::kRetainedSyncRequest: {
@@ -630,6 +784,7 @@ void ClusterRouter::SetLease(int64_t lease) {
       if (previous != 0) owner_routes_.Remove(self_, previous, key.first, key.second);
       RegisterLocked(key, lf, &out);
     }
+    MarkSyncedLocked(&out);
   }
   old.clear();
   // A new incarnation of this node: the other nodes drop what was relayed with the old one.
@@ -683,23 +838,41 @@ void ClusterRouter::MaybeStartSync() {
 
 void ClusterRouter::OnMap(const PartitionMap& map) {
   std::vector<Outgoing> out;
+  std::vector<std::pair<Done, absl::Status>> flushed;
+  std::vector<std::pair<records::Message, LocalDelivery::Scope>> flushed_here;
   std::vector<uint32_t> lost;
   {
     std::lock_guard lock(mu_);
     if (map.revision <= map_.revision) return;
-    if (map_.revision != 0 && map_.record.partitions() == map.record.partitions()) {
+    const bool same_shape =
+        map_.revision != 0 && map_.record.partitions() == map.record.partitions();
+    if (same_shape) {
       for (uint32_t p = 0; p < map.record.partitions(); ++p) {
         if (map_.LeaderOf(p) == self_ && map.LeaderOf(p) != self_) lost.push_back(p);
       }
     }
+    gained_at_.resize(map.record.partitions(), 0);
+    for (uint32_t p = 0; p < map.record.partitions(); ++p) {
+      if (map.LeaderOf(p) != self_) {
+        gained_at_[p] = 0;
+      } else if (!same_shape || map_.LeaderOf(p) != self_ || map_.EpochOf(p) != map.EpochOf(p)) {
+        gained_at_[p] = map.revision;  // new here: wait for every member's routes
+      }
+    }
     map_ = map;
     for (auto& [key, lf] : local_filters_) RegisterLocked(key, lf, &out);
+    MarkSyncedLocked(&out);
+    FlushHeldLocked(false, &out, &flushed, &flushed_here);
   }
+  gate_cv_.notify_all();
   if (!lost.empty()) local_.OnPartitionsLost(lost, map.record.partitions());
   Send(std::move(out));
+  FinishFlush({}, std::move(flushed), std::move(flushed_here));
 }
 
 void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& members) {
+  std::vector<std::pair<Done, absl::Status>> flushed;
+  std::vector<std::pair<records::Message, LocalDelivery::Scope>> flushed_here;
   std::vector<std::shared_ptr<PeerLink>> dropped;
   std::vector<std::string> gone;
   std::vector<Outgoing> out;
@@ -734,10 +907,19 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
       }
       RegisterLocked(key, lf, &out);
     }
+    for (auto it = synced_.begin(); it != synced_.end();) {
+      auto m = members_.find(it->first.first);
+      it = (m == members_.end() || m->second.lease() != it->first.second) ? synced_.erase(it)
+                                                                          : std::next(it);
+    }
+    MarkSyncedLocked(&out);
+    FlushHeldLocked(false, &out, &flushed, &flushed_here);  // a member that left opens gates
   }
+  gate_cv_.notify_all();
   dropped.clear();  // joins their threads outside the lock; their pending items fail
   for (const std::string& id : gone) local_.OnNodeGone(id);
   Send(std::move(out));
+  FinishFlush({}, std::move(flushed), std::move(flushed_here));
   MaybeStartSync();
 }
 

@@ -99,6 +99,9 @@ class ClusterRouter final : public Router, public PeerHandler {
   // it fails with the refusal.
   static constexpr std::chrono::milliseconds kRefusedRetryDelay{100};
   static constexpr int kMaxRefusedRetries = 30;
+  // How long a publish for a partition this node just gained waits for every live member's
+  // routes (RoutesSynced) before it is routed with the routes in place.
+  static constexpr std::chrono::milliseconds kGateWait{2000};
 
   struct Stats {
     uint64_t forwarded = 0;        // publishes handed to an owner on another node
@@ -114,6 +117,7 @@ class ClusterRouter final : public Router, public PeerHandler {
     uint64_t relays_in = 0;        // relayed connections accepted for this node's sessions
     uint64_t fenced = 0;           // requests refused: not the leader at the sender's epoch
     uint64_t retained_syncs = 0;   // retained catch-ups completed (from a peer)
+    uint64_t route_waits = 0;      // publishes held back: a gained partition's routes not all in
   };
   Stats stats() const;
 
@@ -155,6 +159,20 @@ class ClusterRouter final : public Router, public PeerHandler {
 
   // Whether this node leads `partition` at `epoch` and may act on it (fencing).
   bool LeadsLocked(uint32_t partition, uint64_t epoch) const;
+  // Whether every live member has registered its routes for the map in which this node gained
+  // `partition` (RoutesSynced); "" if so, else the id of a member still missing.
+  std::string RoutesMissingLocked(uint32_t partition) const;
+  // RoutesSynced markers for every other member (after a registration pass).
+  void MarkSyncedLocked(std::vector<Outgoing>* out);
+  // Local publishes held for partitions whose routes are not all in: routes those whose gate
+  // opened (or waited kGateWait, or all if `force`), in order. Outside the lock, FinishFlush
+  // sends, delivers this node's shared picks and completes them.
+  void FlushHeldLocked(bool force, std::vector<Outgoing>* out,
+                       std::vector<std::pair<Done, absl::Status>>* ready,
+                       std::vector<std::pair<records::Message, LocalDelivery::Scope>>* here);
+  void FinishFlush(std::vector<Outgoing> out, std::vector<std::pair<Done, absl::Status>> ready,
+                   std::vector<std::pair<records::Message, LocalDelivery::Scope>> here);
+  void ScheduleGateCheckLocked();
 
   // Outside mu_.
   void Send(std::vector<Outgoing> out);
@@ -179,6 +197,21 @@ class ClusterRouter final : public Router, public PeerHandler {
   // Round-robin position per shared subscription (group, filter), as this node owns it.
   std::map<std::pair<std::string, std::string>, uint64_t> shared_rr_;
   Stats stats_;
+  // Route hand-over when this node gains a partition (proto RoutesSynced): the map revision in
+  // which it gained each partition it leads, and each member incarnation's synced revision.
+  std::vector<int64_t> gained_at_;
+  std::map<std::pair<std::string, int64_t>, int64_t> synced_;
+  std::condition_variable gate_cv_;  // a RoutesSynced arrived (remote publishes wait on it)
+  struct HeldPublish {
+    records::Message message;
+    Done done;
+  };
+  struct Held {
+    std::chrono::steady_clock::time_point since;
+    std::deque<HeldPublish> items;
+  };
+  std::map<uint32_t, Held> held_;  // local publishes waiting for a gained partition's routes
+  bool gate_check_pending_ = false;
   // Retained catch-up (proto RetainedSyncRequest): needed after every new lease; asked of the
   // live member that joined first, if it joined before this node.
   enum class SyncState { kNone, kNeeded, kAwaiting };

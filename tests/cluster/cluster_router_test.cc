@@ -529,5 +529,51 @@ TEST_F(ClusterRouterTest, ARejoiningNodeCatchesUpOnRetainedMessagesFromTheOldest
   EXPECT_TRUE(node("b").inbox.synced().empty());
 }
 
+
+TEST_F(ClusterRouterTest, ANewLeaderRoutesAPartitionOnlyOnceEveryMembersRoutesAreIn) {
+  const std::string t = TopicOwnedBy("b", "gate/");
+  ASSERT_OK(AddRouteSync(node("a"), t));  // a's route is at b
+  // The partition moves to c (revision 2). b and c have the new map; a does not yet, so its
+  // route is not at c.
+  const PartitionMap next = MoveToC(PartitionOf(t, kPartitions));
+  std::promise<absl::Status> remote;
+  node("b").router.Forward(Msg(t, "from-b"),
+                           [&remote](const absl::Status& st) { remote.set_value(st); });
+  std::promise<absl::Status> local;
+  node("c").router.Forward(Msg(t, "from-c"),
+                           [&local](const absl::Status& st) { local.set_value(st); });
+  auto remote_done = remote.get_future();
+  auto local_done = local.get_future();
+  // c holds both: routing them now would acknowledge messages that reach nobody.
+  EXPECT_EQ(remote_done.wait_for(500ms), std::future_status::timeout);
+  EXPECT_EQ(local_done.wait_for(1ms), std::future_status::timeout);
+  EXPECT_TRUE(node("a").inbox.got().empty());
+  node("a").router.OnMap(next);  // a registers its route at c, then says so (RoutesSynced)
+  ASSERT_OK(remote_done.get());
+  ASSERT_OK(local_done.get());
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.size() == 2; }, 5s));
+  EXPECT_THAT(node("a").inbox.got(),
+              ::testing::UnorderedElementsAre(t + "=from-b", t + "=from-c"));
+  EXPECT_GE(node("c").router.stats().route_waits, 2u);
+}
+
+TEST_F(ClusterRouterTest, HeldPublishesOfAGainedPartitionKeepTheirOrder) {
+  const std::string t = TopicOwnedBy("b", "gate-order/");
+  ASSERT_OK(AddRouteSync(node("a"), t));
+  const PartitionMap next = MoveToC(PartitionOf(t, kPartitions));
+  constexpr int kCount = 300;
+  std::atomic<int> acked{0};
+  for (int i = 0; i < kCount; ++i) {
+    node("b").router.Forward(Msg(t, std::to_string(i)), [&acked](const absl::Status& st) {
+      if (st.ok()) acked.fetch_add(1);
+    });
+  }
+  node("a").router.OnMap(next);
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.size() == kCount; }, 10s));
+  std::vector<std::string> got = node("a").inbox.got();
+  for (int i = 0; i < kCount; ++i) EXPECT_EQ(got[i], t + "=" + std::to_string(i));
+  EXPECT_TRUE(test::WaitFor([&] { return acked.load() == kCount; }, 5s));
+}
+
 }  // namespace
 }  // namespace shardmq::cluster
