@@ -18,6 +18,8 @@ class LazyDeque {
   iterator begin() { return d_ == nullptr ? iterator() : d_->begin(); }
   iterator end() { return d_ == nullptr ? iterator() : d_->end(); }
   T& front() { return d_->front(); }
+  T& back() { return d_->back(); }
+  void pop_back() { d_->pop_back(); }
   void push_back(T value) {
     if (d_ == nullptr) d_ = std::make_unique<std::deque<T>>();
     d_->push_back(std::move(value));

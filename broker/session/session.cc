@@ -317,6 +317,26 @@ void Session::Restore(const storage::StoredSession& stored,
                  queue_.end());
     core_->stats().Add(core_->stats().dropped_superseded, superseded);
   }
+  // A crash can leave more queued entries than the limits allow: a delivery to a full queue is
+  // stored with the publisher's acknowledgement and dropped by the session's worker a moment
+  // later, whose done mark may not have been written. Drop the newest again, as Enqueue did
+  // (counted as queue_full), so a restored queue never exceeds the limits.
+  const config::MqttConfig& cfg = core_->broker().mqtt();
+  size_t over = 0;
+  while (!queue_.empty() &&
+         (queue_.size() > cfg.max_queued_messages() ||
+          (cfg.max_queued_bytes() != 0 && queued_bytes_ > cfg.max_queued_bytes()))) {
+    Outgoing& last = queue_.back();
+    queued_bytes_ -= last.message->payload.size();
+    if (auto it = latest_by_topic_.find(last.message->topic);
+        it != latest_by_topic_.end() && it->second == last.seq) {
+      latest_by_topic_.erase(it);
+    }
+    Forget(last);
+    queue_.pop_back();
+    ++over;
+  }
+  if (over > 0) core_->stats().Add(core_->stats().dropped_queue_full, over);
   (void)now_ms;
 }
 
