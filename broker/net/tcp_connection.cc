@@ -32,7 +32,7 @@ void TcpConnection::Start(std::shared_ptr<ConnectionCallbacks> callbacks) {
 // An idle connection owns no read buffer: it waits for readability, then reads into one buffer
 // per worker thread, and only the bytes of an incomplete packet are copied into rbuf_.
 void TcpConnection::DoRead() {
-  if (closing_ || closed_ || read_in_progress_ || read_paused_ || read_held_) return;
+  if (closing_ || closed_ || read_in_progress_ || read_paused_) return;
   read_in_progress_ = true;
   socket_.async_wait(asio::ip::tcp::socket::wait_read,
                      [self = shared_from_this()](const boost::system::error_code& ec) {
@@ -48,7 +48,6 @@ void TcpConnection::OnReadable(const boost::system::error_code& ec) {
     return;
   }
   if (closing_) return;  // data after Close() is ignored
-  if (read_held_) return;  // HoldReading(false) waits for readability again
   ReadNow();
 }
 
@@ -115,7 +114,7 @@ void TcpConnection::ReadNow() {
     read_in_progress_ = true;
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
       self->read_in_progress_ = false;
-      if (self->closed_ || self->closing_ || self->read_paused_ || self->read_held_) return;
+      if (self->closed_ || self->closing_ || self->read_paused_) return;
       self->ReadNow();
     });
     return;
@@ -170,19 +169,6 @@ void TcpConnection::OnWrite(const boost::system::error_code& ec, size_t) {
   DoWrite();
 }
 
-void TcpConnection::HoldReading(bool hold) {
-  if (hold == read_held_ || closed_) return;
-  read_held_ = hold;
-  if (hold) {
-    // A pending read or write is what keeps a connection alive; while held there may be
-    // neither, so the connection keeps itself until released or closed.
-    held_self_ = shared_from_this();
-    return;
-  }
-  auto self = std::move(held_self_);
-  DoRead();  // no-op if a read is already waiting, or writes hold it
-}
-
 void TcpConnection::Close() {
   if (closing_ || closed_) return;
   closing_ = true;
@@ -201,7 +187,6 @@ void TcpConnection::Close() {
 
 void TcpConnection::Shutdown() {
   if (closed_) return;
-  auto self = std::move(held_self_);  // released when this returns
   closed_ = true;
   if (linger_) linger_->cancel();
   boost::system::error_code ec;

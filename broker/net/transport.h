@@ -19,10 +19,6 @@ class Transport {
   virtual void Close() = 0;
   // Bytes queued but not yet written to the socket.
   virtual size_t PendingWriteBytes() const = 0;
-  // While held, no OnData is delivered: bytes wait in the socket, and TCP flow control pushes
-  // back to the client (a relaying front-end holds a client that sends faster than the
-  // session's node takes its bytes).
-  virtual void HoldReading(bool hold) = 0;
   virtual const std::string& peer() const = 0;
   virtual uint64_t id() const = 0;
 };

@@ -947,8 +947,6 @@ void ConnectionHandler::OnDeadline(int64_t now_ms) {
 // ---------------------------------------------------------------- relaying (cluster mode)
 
 namespace {
-constexpr size_t kRelayHoldAbove = 1 << 20;
-constexpr size_t kRelayResumeBelow = 256 << 10;
 constexpr int kMaxRelayTries = 50;
 constexpr std::chrono::milliseconds kRelayRetryDelay{100};
 }  // namespace
@@ -1010,27 +1008,14 @@ void ConnectionHandler::RelayUp(std::string_view data) {
 }
 
 void ConnectionHandler::SendUp(std::string_view data) {
-  // Flow control: at most kRelayHoldAbove bytes travel to S unacknowledged; beyond that the
-  // socket is not read until S has caught up, so a fast client cannot fill the peer link.
-  const size_t n = data.size();
-  relay_->unacked += n;
-  if (!relay_->holding && relay_->unacked > kRelayHoldAbove && transport_ != nullptr) {
-    relay_->holding = true;
-    transport_->HoldReading(true);
-  }
   std::weak_ptr<ConnectionHandler> weak = weak_from_this();
   WorkerCore* core = &core_;
   core_.broker().router()->RelaySend(relay_->node, relay_->conn, /*upstream=*/true,
                                      std::string(data), /*close=*/false,
-                                     [weak, core, n](const absl::Status& st) {
-                                       core->worker().Post([weak, n, ok = st.ok()] {
-                                         auto h = weak.lock();
-                                         if (!h) return;
-                                         if (ok) {
-                                           h->RelayAcked(n);
-                                         } else {
-                                           h->OnRelayNodeGone();
-                                         }
+                                     [weak, core](const absl::Status& st) {
+                                       if (st.ok()) return;
+                                       core->worker().Post([weak] {
+                                         if (auto h = weak.lock()) h->OnRelayNodeGone();
                                        });
                                      });
 }
@@ -1042,15 +1027,6 @@ void ConnectionHandler::RelayWritten(size_t pending_bytes) {
   if (congested == relay_->downstream_congested || !relay_->confirmed) return;
   relay_->downstream_congested = congested;
   core_.broker().router()->RelayCongestion(relay_->node, relay_->conn, congested);
-}
-
-void ConnectionHandler::RelayAcked(size_t bytes) {
-  if (relay_ == nullptr) return;
-  relay_->unacked -= std::min(bytes, relay_->unacked);
-  if (relay_->holding && relay_->unacked <= kRelayResumeBelow) {
-    relay_->holding = false;
-    if (transport_ != nullptr) transport_->HoldReading(false);
-  }
 }
 
 void ConnectionHandler::OnRelayReply(const std::string& from, std::string_view data, bool close,

@@ -108,7 +108,6 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   void RelayUp(std::string_view data);  // client bytes: held until S accepted, then sent
   void SendUp(std::string_view data);
   void RetryRelay();
-  void RelayAcked(size_t bytes);
   void RelayWritten(size_t pending_bytes);
   void DeliverRetained(const std::vector<RouteChange>& changes);
   // Protocol violation or malformed packet: v5 DISCONNECT with `reason`, then close; the will
@@ -172,8 +171,6 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
     std::string opened_with;    // the RelayOpen's bytes, kept until confirmed (for a retry)
     std::string held;           // client bytes after the open, held until confirmed
     int tries = 0;              // opens refused (fencing), or places unavailable
-    size_t unacked = 0;         // client bytes sent to S and not yet acknowledged
-    bool holding = false;       // the socket's reading is held (too many unacknowledged)
     bool downstream_congested = false;  // S was told the client's socket is congested
     std::unique_ptr<boost::asio::steady_timer> retry;
   };

@@ -41,8 +41,6 @@ class RelayedConnection final : public net::Transport,
   // Bytes not yet acknowledged by the front-end (the link's backlog stands in for the socket's:
   // the front-end writes them to its socket as they arrive).
   size_t PendingWriteBytes() const override;
-  // The client's bytes come from the front-end, which holds its own socket (HoldReading there).
-  void HoldReading(bool) override {}
   const std::string& peer() const override { return peer_; }
   uint64_t id() const override { return id_; }
 

@@ -263,43 +263,6 @@ def test_clients_of_partitions_that_move_are_sent_to_the_new_leader(etcd, cluste
         c.disconnect()
 
 
-def test_a_front_end_stops_reading_a_client_whose_session_node_does_not_keep_up(
-        etcd, cluster_node):
-    """Relay flow control: with the session's node stopped, a front-end reads at most about
-    1 MiB more of a client's bytes (then TCP pushes back), instead of queueing all of them."""
-    import select
-    import signal
-    from rawmqtt import publish_packet
-    s1 = cluster_node("s1", role="store", lease_ttl=30)  # stays a member while stopped
-    f1 = cluster_node("f1", role="frontend", lease_ttl=30)
-    assert wait_until(lambda: placed_on(ctl_status(etcd), ["s1"]))
-    assert wait_until(lambda: all_applied(ctl_status(etcd), ["s1", "f1"]))
-    c = RawClient(f1.port, 4)
-    assert c.connect("flooder").rc == 0
-    packet = publish_packet("flood/t", b"x" * 60000, qos=0, version=4)
-    s1.proc.send_signal(signal.SIGSTOP)
-    sent = 0
-    try:
-        c.sock.setblocking(False)
-        limit = 64 << 20
-        while sent < limit:
-            _, w, _ = select.select([], [c.sock], [], 2.0)
-            if not w:
-                break  # nothing more accepted for 2 s: the front-end stopped reading
-            try:
-                sent += c.sock.send(packet)
-            except BlockingIOError:
-                continue
-        rss_kb = int(open("/proc/%d/status" % f1.proc.pid).read().split("VmRSS:")[1].split()[0])
-    finally:
-        s1.proc.send_signal(signal.SIGCONT)
-    # Kernel socket buffers on both ends plus the front-end's 1 MiB window; all 64 MiB without
-    # flow control.
-    assert sent < 32 << 20, sent
-    assert rss_kb < 200 * 1024, rss_kb
-    c.close()
-
-
 def test_qos0_to_a_slow_relayed_subscriber_is_dropped_at_its_session_node(etcd, cluster_node):
     """Downstream flow control: a front-end whose client does not read tells the session's
     node, which drops QoS 0 for it (counted) instead of sending everything to the front-end."""
