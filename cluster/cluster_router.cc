@@ -358,6 +358,11 @@ void ClusterRouter::ForwardAttempt(const records::Message& message, Done done, i
   if (done) done(error);
 }
 
+uint32_t ClusterRouter::PartitionLocked(std::string_view key) const {
+  const uint32_t parts = map_.record.partitions();
+  return parts == 0 ? 0 : PartitionOf(key, parts);  // 0 without a map: LeadsLocked says no
+}
+
 bool ClusterRouter::LeadsLocked(uint32_t partition, uint64_t epoch) const {
   if (map_.revision == 0 || partition >= map_.record.partitions()) return false;
   if (map_.LeaderOf(partition) != self_ || map_.EpochOf(partition) != epoch) return false;
@@ -552,9 +557,7 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
   // Fencing of partition data: a publish (partition of its topic) and an added route for a
   // filter without wildcards (partition of the filter) are refused unless this node leads the
   // partition at the epoch the sender knows.
-  auto refuse = [this](const std::string& key, uint64_t epoch) -> absl::Status {
-    const uint32_t parts = map_.record.partitions();
-    const uint32_t p = parts == 0 ? 0 : PartitionOf(key, parts);
+  auto refuse = [this](uint32_t p, uint64_t epoch) -> absl::Status {
     if (LeadsLocked(p, epoch)) return absl::OkStatus();
     ++stats_.fenced;
     return absl::FailedPreconditionError(
@@ -567,9 +570,7 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
       std::vector<Outgoing> out;
       {
         std::lock_guard lock(mu_);
-        const uint32_t p = map_.record.partitions() == 0
-                               ? 0
-                               : PartitionOf(o.client_id(), map_.record.partitions());
+        const uint32_t p = PartitionLocked(o.client_id());
         if (!LeadsLocked(p, o.epoch())) {
           // Fencing: the sender's map and this node's disagree about who leads the session's
           // partition (or this node's lease may have expired). Refuse; the sender waits for a
@@ -618,7 +619,7 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
       const v1::RouteItem& r = item.route();
       if (r.add()) {
         if (!HasWildcard(r.filter())) {
-          absl::Status st = refuse(r.filter(), r.epoch());
+          absl::Status st = refuse(PartitionLocked(r.filter()), r.epoch());
           if (!st.ok()) return st;
         }
         owner_routes_.Add(sender, sender_lease, r.filter(), r.group());
@@ -633,10 +634,9 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
       here.plain = false;
       {
         std::unique_lock lock(mu_);
-        absl::Status st = refuse(item.publish().message().topic(), item.publish().epoch());
+        const uint32_t p = PartitionLocked(item.publish().message().topic());
+        absl::Status st = refuse(p, item.publish().epoch());
         if (!st.ok()) return st;
-        const uint32_t p =
-            PartitionOf(item.publish().message().topic(), map_.record.partitions());
         if (!RoutesMissingLocked(p).empty()) {
           // A partition this node just gained: wait (holding this stream, so the order of its
           // items is kept) until every member's routes are in, at most kGateWait.

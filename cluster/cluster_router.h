@@ -43,6 +43,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -157,6 +158,8 @@ class ClusterRouter final : public Router, public PeerHandler {
   void RoutePublishLocked(const std::string& origin, const records::Message& message,
                           std::vector<Outgoing>* out, LocalDelivery::Scope* here);
 
+  // partition(key) in the current map (0 when there is none yet).
+  uint32_t PartitionLocked(std::string_view key) const;
   // Whether this node leads `partition` at `epoch` and may act on it (fencing).
   bool LeadsLocked(uint32_t partition, uint64_t epoch) const;
   // Whether every live member has registered its routes for the map in which this node gained

@@ -983,18 +983,24 @@ void ConnectionHandler::SendRelayOpen(const cluster::Router::Placement& placemen
   args.assigned = relayed_assigned_;
   args.data = relay_->opened_with;
   args.peer = transport_ ? transport_->peer() : std::string();
-  std::weak_ptr<ConnectionHandler> weak = weak_from_this();
-  WorkerCore* core = &core_;
-  const std::string node = placement.node;
+  // An open that did not reach the node (a link that broke): place the session and open
+  // again, as after a fencing refusal.
   core_.broker().router()->RelayOpen(
-      placement, std::move(args), [weak, core, node](const absl::Status& st) {
-        if (st.ok()) return;
-        // The open did not reach the node (a link that broke): place the session and open
-        // again, as after a fencing refusal.
-        core->worker().Post([weak, node] {
-          if (auto h = weak.lock()) h->OnRelayReply(node, {}, false, /*not_leader=*/true);
-        });
-      });
+      placement, std::move(args),
+      OnLinkFailure([node = placement.node](ConnectionHandler& h) {
+        h.OnRelayReply(node, {}, false, /*not_leader=*/true);
+      }));
+}
+
+cluster::Router::Done ConnectionHandler::OnLinkFailure(
+    std::function<void(ConnectionHandler&)> then) {
+  return [weak = weak_from_this(), core = &core_,
+          then = std::move(then)](const absl::Status& st) {
+    if (st.ok()) return;
+    core->worker().Post([weak, then] {
+      if (auto h = weak.lock()) then(*h);
+    });
+  };
 }
 
 void ConnectionHandler::RelayUp(std::string_view data) {
@@ -1008,16 +1014,9 @@ void ConnectionHandler::RelayUp(std::string_view data) {
 }
 
 void ConnectionHandler::SendUp(std::string_view data) {
-  std::weak_ptr<ConnectionHandler> weak = weak_from_this();
-  WorkerCore* core = &core_;
-  core_.broker().router()->RelaySend(relay_->node, relay_->conn, /*upstream=*/true,
-                                     std::string(data), /*close=*/false,
-                                     [weak, core](const absl::Status& st) {
-                                       if (st.ok()) return;
-                                       core->worker().Post([weak] {
-                                         if (auto h = weak.lock()) h->OnRelayNodeGone();
-                                       });
-                                     });
+  core_.broker().router()->RelaySend(
+      relay_->node, relay_->conn, /*upstream=*/true, std::string(data), /*close=*/false,
+      OnLinkFailure([](ConnectionHandler& h) { h.OnRelayNodeGone(); }));
 }
 
 void ConnectionHandler::RelayWritten(size_t pending_bytes) {

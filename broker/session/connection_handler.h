@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 #include <optional>
@@ -108,6 +109,9 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   void RelayUp(std::string_view data);  // client bytes: held until S accepted, then sent
   void SendUp(std::string_view data);
   void RetryRelay();
+  // A link callback that, if the item failed, runs `then` on this connection's worker (when
+  // the connection still exists).
+  cluster::Router::Done OnLinkFailure(std::function<void(ConnectionHandler&)> then);
   void RelayWritten(size_t pending_bytes);
   void DeliverRetained(const std::vector<RouteChange>& changes);
   // Protocol violation or malformed packet: v5 DISCONNECT with `reason`, then close; the will
