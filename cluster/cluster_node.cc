@@ -36,6 +36,11 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Start(ClusterNodeOptio
   mo.vnodes = o.vnodes;
   node->membership_ = std::make_unique<Membership>(*node->etcd_, mo, *node);
   node->router_->set_lease_check([m = node->membership_.get()] { return m->LeaseValid(); });
+  node->router_->set_handoff_hooks(
+      [m = node->membership_.get()](uint32_t p, const std::string& from, uint64_t epoch) {
+        return m->MarkHandoffReady(p, from, epoch);
+      },
+      [m = node->membership_.get()](uint32_t p) { m->ClearHandoff(p); });
   absl::Status st = node->membership_->Start();
   if (!st.ok()) return st;
   SHARDMQ_LOG(INFO) << "cluster: node " << o.node_id << " (" << RoleName(o.role)

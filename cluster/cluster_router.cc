@@ -291,6 +291,7 @@ void ClusterRouter::ForwardAttempt(const records::Message& message, Done done, i
   absl::Status error;
   LocalDelivery::Scope here;
   here.plain = false;
+  int ticket = -1;
   {
     std::lock_guard lock(mu_);
     if (map_.revision == 0 || map_.record.partitions() == 0) {
@@ -323,6 +324,7 @@ void ClusterRouter::ForwardAttempt(const records::Message& message, Done done, i
         return;
       } else if (leader == self_) {
         RoutePublishLocked(self_, message, &out, &here);
+        ticket = TicketLocked();
       } else if (!AliveLocked(leader)) {
         error = absl::UnavailableError("partition " + std::to_string(p) + " is unavailable: its " +
                                        "owner " + leader + " is down");
@@ -355,6 +357,7 @@ void ClusterRouter::ForwardAttempt(const records::Message& message, Done done, i
   // This node owns the topic and picked itself for shared subscriptions.
   if (!here.shared.empty()) local_.DeliverLocal(message, std::move(here));
   Send(std::move(out));
+  if (ticket >= 0) ReturnTicket(ticket);
   if (done) done(error);
 }
 
@@ -411,9 +414,11 @@ void ClusterRouter::FlushHeldLocked(bool force, std::vector<Outgoing>* out,
 
 void ClusterRouter::FinishFlush(std::vector<Outgoing> out,
                                 std::vector<std::pair<Done, absl::Status>> ready,
-                                std::vector<std::pair<records::Message, LocalDelivery::Scope>> here) {
+                                std::vector<std::pair<records::Message, LocalDelivery::Scope>> here,
+                                int ticket) {
   for (auto& [message, scope] : here) local_.DeliverLocal(message, std::move(scope));
   Send(std::move(out));
+  ReturnTicket(ticket);
   for (auto& [done, status] : ready) {
     if (done) done(status);
   }
@@ -426,13 +431,15 @@ void ClusterRouter::ScheduleGateCheckLocked() {
     std::vector<Outgoing> out;
     std::vector<std::pair<Done, absl::Status>> ready;
     std::vector<std::pair<records::Message, LocalDelivery::Scope>> here;
+    int ticket;
     {
       std::lock_guard lock(mu_);
       gate_check_pending_ = false;
       FlushHeldLocked(false, &out, &ready, &here);
+      ticket = TicketLocked();
       if (!held_.empty()) ScheduleGateCheckLocked();
     }
-    FinishFlush(std::move(out), std::move(ready), std::move(here));
+    FinishFlush(std::move(out), std::move(ready), std::move(here), ticket);
   });
 }
 
@@ -497,6 +504,12 @@ absl::StatusOr<Router::Placement> ClusterRouter::PlaceSession(const std::string&
     if (!LeadsLocked(p, out.epoch)) {
       ++stats_.fenced;
       return absl::UnavailableError("this node does not lead partition " + std::to_string(p));
+    }
+    if (FrozenLocked(p)) {
+      auto h = handoffs_.find(p);
+      return absl::UnavailableError(
+          "the sessions of partition " + std::to_string(p) + " are moving to node " +
+          (h == handoffs_.end() ? std::string("?") : h->second.peer) + "; connect again shortly");
     }
     out.local = true;
     return out;
@@ -571,7 +584,9 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
       {
         std::lock_guard lock(mu_);
         const uint32_t p = PartitionLocked(o.client_id());
-        if (!LeadsLocked(p, o.epoch())) {
+        // A partition whose sessions are being handed off is refused the same way: the
+        // front-end asks again until the new leader has them.
+        if (!LeadsLocked(p, o.epoch()) || FrozenLocked(p)) {
           // Fencing: the sender's map and this node's disagree about who leads the session's
           // partition (or this node's lease may have expired). Refuse; the sender waits for a
           // newer map and opens again.
@@ -632,6 +647,7 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
       std::vector<Outgoing> out;
       LocalDelivery::Scope here;
       here.plain = false;
+      int ticket;
       {
         std::unique_lock lock(mu_);
         const uint32_t p = PartitionLocked(item.publish().message().topic());
@@ -651,11 +667,13 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
         }
         RoutePublishLocked(sender, item.publish().message(), &out, &here);
         if (here.plain || !here.shared.empty()) ++stats_.delivered_in;
+        ticket = TicketLocked();
       }
       if (here.plain || !here.shared.empty()) {
         local_.DeliverLocal(item.publish().message(), std::move(here));
       }
       Send(std::move(out));
+      ReturnTicket(ticket);
       return absl::OkStatus();
     }
     case v1::PeerItem::kDeliver: {
@@ -674,14 +692,16 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
       std::vector<Outgoing> out;
       std::vector<std::pair<Done, absl::Status>> ready;
       std::vector<std::pair<records::Message, LocalDelivery::Scope>> here;
+      int ticket;
       {
         std::lock_guard lock(mu_);
         int64_t& at = synced_[{sender, sender_lease}];
         at = std::max(at, item.routes_synced().map_revision());
         FlushHeldLocked(false, &out, &ready, &here);
+        ticket = TicketLocked();
       }
       gate_cv_.notify_all();
-      FinishFlush(std::move(out), std::move(ready), std::move(here));
+      FinishFlush(std::move(out), std::move(ready), std::move(here), ticket);
       return absl::OkStatus();
     }
     case v1::PeerItem::kRetainedSyncRequest: {
@@ -719,6 +739,10 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
       local_.OnRetainedSync({c.messages().begin(), c.messages().end()}, c.last(), sender);
       return absl::OkStatus();
     }
+    case v1::PeerItem::kHandoffOffer:
+    case v1::PeerItem::kHandoffStep:
+    case v1::PeerItem::kHandoffData:
+      return HandleHandoff(sender, item);
     case v1::PeerItem::KIND_NOT_SET:
       return absl::OkStatus();
   }
@@ -841,6 +865,8 @@ void ClusterRouter::OnMap(const PartitionMap& map) {
   std::vector<std::pair<Done, absl::Status>> flushed;
   std::vector<std::pair<records::Message, LocalDelivery::Scope>> flushed_here;
   std::vector<uint32_t> lost;
+  std::vector<std::function<void()>> after;
+  int ticket;
   {
     std::lock_guard lock(mu_);
     if (map.revision <= map_.revision) return;
@@ -863,11 +889,14 @@ void ClusterRouter::OnMap(const PartitionMap& map) {
     for (auto& [key, lf] : local_filters_) RegisterLocked(key, lf, &out);
     MarkSyncedLocked(&out);
     FlushHeldLocked(false, &out, &flushed, &flushed_here);
+    ticket = TicketLocked();
+    HandoffsOnMapLocked(&after);
   }
   gate_cv_.notify_all();
   if (!lost.empty()) local_.OnPartitionsLost(lost, map.record.partitions());
   Send(std::move(out));
-  FinishFlush({}, std::move(flushed), std::move(flushed_here));
+  FinishFlush({}, std::move(flushed), std::move(flushed_here), ticket);
+  for (auto& fn : after) fn();
 }
 
 void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& members) {
@@ -876,6 +905,8 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
   std::vector<std::shared_ptr<PeerLink>> dropped;
   std::vector<std::string> gone;
   std::vector<Outgoing> out;
+  std::vector<std::function<void()>> after;
+  int ticket;
   {
     std::lock_guard lock(mu_);
     if (stopped_) return;
@@ -914,12 +945,15 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
     }
     MarkSyncedLocked(&out);
     FlushHeldLocked(false, &out, &flushed, &flushed_here);  // a member that left opens gates
+    ticket = TicketLocked();
+    HandoffsOnMembersLocked(&after);
   }
   gate_cv_.notify_all();
   dropped.clear();  // joins their threads outside the lock; their pending items fail
   for (const std::string& id : gone) local_.OnNodeGone(id);
   Send(std::move(out));
-  FinishFlush({}, std::move(flushed), std::move(flushed_here));
+  FinishFlush({}, std::move(flushed), std::move(flushed_here), ticket);
+  for (auto& fn : after) fn();
   MaybeStartSync();
 }
 

@@ -27,13 +27,15 @@
 //   does not lead the partition at that epoch (or whose own lease may have expired) refuses
 //   them, and the sender sends them again once its map has moved on (the retry thread).
 // * Retained catch-up after a new lease: the whole set from the member that joined first.
-//
-// Not built yet: partition hand-off (session data does not move with a partition).
-// docs/cluster.md.
+// * Partition hand-off (handoff.cc): a move listed in the map (PartitionMove) copies the
+//   partition's sessions from the old leader to the new one before the controller flips it
+//   (steps in proto/cluster.proto, HandoffOffer). Owners answer a hand-off BARRIER only after
+//   every delivery they routed before it has been handed to its link (DeliveryBarrier).
 //
 // Thread-safety: every method from any thread; one mutex, never held while calling out.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -83,6 +85,16 @@ class ClusterRouter final : public Router, public PeerHandler {
                  bool close, Done done) override;
   void RelayCongestion(const std::string& node, uint64_t conn, bool congested) override;
 
+  // Partition hand-off: this node (the new leader) holds the sessions of `partition` copied
+  // from `from` (leader at `epoch`): tell the controller (Membership::MarkHandoffReady); and
+  // the record is no longer needed (Membership::ClearHandoff).
+  void set_handoff_hooks(std::function<absl::Status(uint32_t, const std::string&, uint64_t)> ready,
+                         std::function<void(uint32_t)> clear) {
+    std::lock_guard lock(mu_);
+    handoff_ready_ = std::move(ready);
+    handoff_clear_ = std::move(clear);
+  }
+
   // Whether this node may act as a partition's leader at all now (Membership::LeaseValid).
   // Unset: always.
   void set_lease_check(std::function<bool()> check) {
@@ -119,6 +131,11 @@ class ClusterRouter final : public Router, public PeerHandler {
     uint64_t fenced = 0;           // requests refused: not the leader at the sender's epoch
     uint64_t retained_syncs = 0;   // retained catch-ups completed (from a peer)
     uint64_t route_waits = 0;      // publishes held back: a gained partition's routes not all in
+    uint64_t handoffs_out = 0;     // partitions handed off to another node (flipped)
+    uint64_t handoffs_in = 0;      // partitions taken over from another node (flipped)
+    uint64_t handoffs_cancelled = 0;  // hand-offs ended without a flip (a node left, a failure)
+    uint64_t handoff_sessions_out = 0;  // sessions sent in hand-offs
+    uint64_t handoff_sessions_in = 0;   // sessions received and stored in hand-offs
   };
   Stats stats() const;
 
@@ -173,8 +190,10 @@ class ClusterRouter final : public Router, public PeerHandler {
   void FlushHeldLocked(bool force, std::vector<Outgoing>* out,
                        std::vector<std::pair<Done, absl::Status>>* ready,
                        std::vector<std::pair<records::Message, LocalDelivery::Scope>>* here);
+  // Returns `ticket` (TicketLocked) once done.
   void FinishFlush(std::vector<Outgoing> out, std::vector<std::pair<Done, absl::Status>> ready,
-                   std::vector<std::pair<records::Message, LocalDelivery::Scope>> here);
+                   std::vector<std::pair<records::Message, LocalDelivery::Scope>> here,
+                   int ticket);
   void ScheduleGateCheckLocked();
 
   // Outside mu_.
@@ -186,8 +205,64 @@ class ClusterRouter final : public Router, public PeerHandler {
   void RetryLoop();
   void OnRouteAck(const RouteKey& key, const Owner& owner, const absl::Status& st);
 
+  // --- Partition hand-off (handoff.cc).
+  struct Handoff {
+    enum class Stage {
+      kFreezing,   // from: waiting for LocalDelivery::HandoffFreeze
+      kOffered,    // from: offer sent, waiting for ROUTES_READY
+      kBarrier,    // from: waiting for BARRIER_REPLY from `barrier`
+      kExporting,  // from: waiting for LocalDelivery::HandoffExport
+      kSent,       // from: data sent, waiting for the flip
+      kPreparing,  // to: waiting for LocalDelivery::HandoffPrepare
+      kPrepared,   // to: routes in, waiting for the data
+      kImporting,  // to: waiting for LocalDelivery::HandoffImport
+      kReady,      // to: handoffs/<p> written, waiting for the flip
+    };
+    bool outgoing = false;  // this node is the move's `from`
+    std::string peer;       // the other end
+    uint64_t epoch = 0;     // of the partition when the move was planned
+    int64_t planned_at = 0; // map revision that listed the move (to: from the offer)
+    uint64_t attempt = 0;   // a restart after a failure is a new attempt
+    Stage stage = Stage::kFreezing;
+    std::set<std::string> barrier;            // from: store nodes yet to answer
+    std::vector<records::SessionTransfer> data;  // to: HandoffData so far
+  };
+  // Starts, finishes and cancels hand-offs for a new map (under mu_); `after` runs outside.
+  void HandoffsOnMapLocked(std::vector<std::function<void()>>* after);
+  void HandoffsOnMembersLocked(std::vector<std::function<void()>>* after);
+  void StartHandoffLocked(uint32_t p, const std::string& to, std::vector<std::function<void()>>* after);
+  void RestartHandoff(uint32_t p, uint64_t attempt, const std::string& why);
+  void SendBarriersLocked(uint32_t p, Handoff& h, std::vector<Outgoing>* out,
+                          std::vector<std::function<void()>>* after);
+  void BarrierDoneLocked(uint32_t p, Handoff& h, std::vector<std::function<void()>>* after);
+  void SendHandoffData(uint32_t p, uint64_t epoch, uint64_t attempt, const std::string& to,
+                       LocalDelivery::Sessions sessions);
+  absl::Status HandleHandoff(const std::string& sender, const v1::PeerItem& item);
+  // As the new leader, with the sessions stored: writes handoffs/<p> (handoff_ready_).
+  void MarkHandoffReady(uint32_t p, const std::string& from, uint64_t epoch, uint64_t attempt,
+                        int tries);
+  bool FrozenLocked(uint32_t p) const { return p < frozen_.size() && frozen_[p]; }
+  // Delivery barrier: every publish routed here takes a ticket (under mu_) and returns it once
+  // its deliveries are handed to their links and to LocalDelivery. DeliveryBarrier (not under
+  // mu_) waits until every ticket taken before it was called has been returned.
+  int TicketLocked() {
+    const int slot = static_cast<int>(delivery_epoch_ & 1);
+    tickets_[slot].fetch_add(1, std::memory_order_relaxed);
+    return slot;
+  }
+  void ReturnTicket(int slot) { tickets_[slot].fetch_sub(1, std::memory_order_release); }
+  void DeliveryBarrier();
+
   const std::string self_;
   LocalDelivery& local_;
+  std::map<uint32_t, Handoff> handoffs_;
+  std::vector<bool> frozen_;  // partitions whose sessions are being handed off from here
+  uint64_t handoff_attempts_ = 0;
+  std::function<absl::Status(uint32_t, const std::string&, uint64_t)> handoff_ready_;
+  std::function<void(uint32_t)> handoff_clear_;
+  uint64_t delivery_epoch_ = 0;  // under mu_
+  std::atomic<int64_t> tickets_[2] = {0, 0};
+  std::mutex barrier_mu_;  // one DeliveryBarrier at a time
   mutable std::mutex mu_;
   bool stopped_ = false;
   int64_t lease_ = 0;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "absl/strings/numbers.h"
 #include "cluster/records_json.h"
 #include "cluster/ring.h"
 #include "common/log.h"
@@ -48,7 +49,8 @@ uint32_t PartitionMap::CountLedBy(const std::string& node) const {
 bool PlanPartitionMap(const v1::PartitionMapRecord& current,
                       const std::map<std::string, v1::StoreRecord>& stores,
                       const std::map<std::string, v1::MemberRecord>& alive, uint32_t partitions,
-                      uint32_t vnodes, v1::PartitionMapRecord* next) {
+                      uint32_t vnodes, v1::PartitionMapRecord* next,
+                      const std::map<uint32_t, v1::HandoffRecord>& ready) {
   std::vector<std::string> active;
   for (const auto& [id, rec] : stores) {
     if (rec.state() == v1::StoreRecord::ACTIVE) active.push_back(id);
@@ -77,11 +79,36 @@ bool PlanPartitionMap(const v1::PartitionMapRecord& current,
     if (!a->leader().empty() && stores.contains(a->leader()) && !alive.contains(a->leader())) {
       continue;
     }
-    // TODO(#5): copy-then-flip. A move is a flip of leadership with a new epoch; the data of
-    // the partition's sessions stays with the old leader (docs/cluster.md, "Not built yet").
+    // A live leader hands the partition's sessions over first (copy-then-flip): the move is
+    // listed until `want` says it holds them (handoffs/<p>), then the leader flips.
+    if (!a->leader().empty() && stores.contains(a->leader())) {
+      auto r = ready.find(p);
+      const bool copied = r != ready.end() && r->second.from() == a->leader() &&
+                          r->second.to() == want && r->second.epoch() == a->epoch();
+      if (!copied) {
+        v1::PartitionMove* m = next->add_moves();
+        m->set_partition(p);
+        m->set_from(a->leader());
+        m->set_to(want);
+        continue;
+      }
+    }
     a->set_leader(want);
     a->set_epoch(a->epoch() + 1);
     changed = true;
+  }
+  // A change of the planned moves is a change of the map too.
+  if (next->moves_size() != current.moves_size()) {
+    changed = true;
+  } else {
+    for (int i = 0; i < next->moves_size(); ++i) {
+      const v1::PartitionMove& x = next->moves(i);
+      const v1::PartitionMove& y = current.moves(i);
+      if (x.partition() != y.partition() || x.from() != y.from() || x.to() != y.to()) {
+        changed = true;
+        break;
+      }
+    }
   }
   return changed;
 }
@@ -180,6 +207,7 @@ void Membership::ApplySnapshot(const EtcdRange& all) {
     std::lock_guard lock(mu_);
     members_.clear();
     stores_.clear();
+    handoffs_.clear();
     controller_id_.clear();
     for (const EtcdKeyValue& kv : all.kvs) {
       EtcdEvent ev;
@@ -234,6 +262,27 @@ void Membership::Stop() {
   absl::Status st = etcd_.RevokeLease(lease_.load());
   if (!st.ok()) SHARDMQ_LOG(WARNING) << "leaving the cluster: " << st.message();
   controller_ = false;
+}
+
+absl::Status Membership::MarkHandoffReady(uint32_t partition, const std::string& from,
+                                          uint64_t epoch) {
+  v1::HandoffRecord rec;
+  rec.set_partition(partition);
+  rec.set_from(from);
+  rec.set_to(options_.node_id);
+  rec.set_epoch(epoch);
+  auto put = etcd_.Put(Key("handoffs/" + std::to_string(partition)), RecordToJson(rec), lease_.load());
+  return put.ok() ? absl::OkStatus() : put.status();
+}
+
+void Membership::ClearHandoff(uint32_t partition) {
+  const std::string key = Key("handoffs/" + std::to_string(partition));
+  {
+    std::lock_guard lock(mu_);
+    auto it = handoffs_.find(partition);
+    if (it == handoffs_.end() || it->second.to() != options_.node_id) return;
+  }
+  etcd_.Delete(key).IgnoreError();
 }
 
 absl::Status Membership::Drain(std::chrono::milliseconds timeout) {
@@ -303,6 +352,16 @@ void Membership::Apply(const EtcdEvent& event) {
       stores_[id] = rec;
     } else {
       stores_.erase(id);
+    }
+    dirty_ = true;
+  } else if (name.starts_with("handoffs/")) {
+    uint32_t partition = 0;
+    v1::HandoffRecord rec;
+    if (!absl::SimpleAtoi(suffix_after("handoffs/"), &partition)) return;
+    if (put && RecordFromJson(event.kv.value, &rec)) {
+      handoffs_[partition] = rec;
+    } else {
+      handoffs_.erase(partition);
     }
     dirty_ = true;
   } else if (name == "controller") {
@@ -393,17 +452,19 @@ void Membership::Campaign() {
 void Membership::Reconcile() {
   std::map<std::string, v1::StoreRecord> stores;
   std::map<std::string, v1::MemberRecord> members;
+  std::map<uint32_t, v1::HandoffRecord> ready;
   PartitionMap current;
   {
     std::lock_guard lock(mu_);
     dirty_ = false;
     stores = stores_;
     members = members_;
+    ready = handoffs_;
     current = map_;
   }
   v1::PartitionMapRecord next;
   if (!PlanPartitionMap(current.record, stores, members, options_.partitions, options_.vnodes,
-                        &next)) {
+                        &next, ready)) {
     return;
   }
   next.set_controller(options_.node_id);
@@ -430,7 +491,8 @@ void Membership::Reconcile() {
   uint32_t led = 0;
   for (const v1::PartitionAssignment& a : next.assignments()) led += a.leader().empty() ? 0 : 1;
   SHARDMQ_LOG(INFO) << "partition map written: " << led << " of " << options_.partitions
-                    << " partitions placed on " << stores.size() << " store node(s)";
+                    << " partitions placed on " << stores.size() << " store node(s), "
+                    << next.moves_size() << " move(s) in progress";
 }
 
 void Membership::Loop() {

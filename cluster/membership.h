@@ -6,11 +6,13 @@
 // the ring of registered store nodes and writes it with a compare-and-swap on its revision.
 // Every node watches the prefix and hands each new map to MembershipCallbacks.
 //
-// Partition placement rules of the controller (until data hand-off arrives with the cluster's
-// data plane, a move is a flip of leadership; see docs/cluster.md):
+// Partition placement rules of the controller (docs/cluster.md):
 //   * a partition goes to its ring owner among ACTIVE store nodes;
 //   * a partition whose leader is registered but not alive stays where it is: without replicas
 //     its data is on that node's disk, so it waits for the node to return;
+//   * a partition whose leader is alive moves copy-then-flip: the map lists the move (the leader
+//     stays) until the new node has the sessions (handoffs/<p>), then the leader flips;
+//   * a partition with no leader, or whose leader left the ring, flips at once;
 //   * a changed leader gets a new epoch (the fencing token requests carry).
 //
 // Threads: Start/Stop from one thread (the app's main thread). The membership runs a thread of
@@ -56,11 +58,13 @@ struct PartitionMap {
 
 // Computes the controller's next map (rules at the top of this file). `current` may be empty
 // (no map yet). `stores`: registered store nodes; `alive`: node ids with a member key. Returns
-// true and fills *next if anything changes. Pure: unit-tested without etcd.
+// true and fills *next if anything changes. `ready`: the handoffs/<p> records (partition ->
+// record). Pure: unit-tested without etcd.
 bool PlanPartitionMap(const v1::PartitionMapRecord& current,
                       const std::map<std::string, v1::StoreRecord>& stores,
                       const std::map<std::string, v1::MemberRecord>& alive, uint32_t partitions,
-                      uint32_t vnodes, v1::PartitionMapRecord* next);
+                      uint32_t vnodes, v1::PartitionMapRecord* next,
+                      const std::map<uint32_t, v1::HandoffRecord>& ready = {});
 
 class MembershipCallbacks {
  public:
@@ -107,6 +111,13 @@ class Membership {
   // again (the next incarnation) marks the node ACTIVE.
   absl::Status Drain(std::chrono::milliseconds timeout);
 
+  // Partition hand-off (PartitionMove): this node, the move's `to`, holds the sessions of
+  // `partition` copied from `from` (which led it at `epoch`): writes handoffs/<partition>
+  // under this node's lease, so the controller flips the partition. ClearHandoff removes the
+  // record once the flip is seen (or the move was cancelled).
+  absl::Status MarkHandoffReady(uint32_t partition, const std::string& from, uint64_t epoch);
+  void ClearHandoff(uint32_t partition);
+
   PartitionMap map() const;
   bool is_controller() const { return controller_.load(); }
   int64_t lease() const { return lease_.load(); }
@@ -149,6 +160,7 @@ class Membership {
   bool backoff_ = false;  // the last map write failed: wait a little before the next
   std::map<std::string, v1::MemberRecord> members_;
   std::map<std::string, v1::StoreRecord> stores_;
+  std::map<uint32_t, v1::HandoffRecord> handoffs_;  // handoffs/<p>
   std::string controller_id_;  // "" = none
   PartitionMap map_;
   std::mutex deliver_mu_;            // one delivery at a time, in revision order

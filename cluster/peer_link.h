@@ -23,10 +23,15 @@
 
 namespace shardmq::cluster {
 
+// The largest gRPC message between nodes: one item of the largest MQTT message (256 MiB) with
+// room to spare.
+inline constexpr int kMaxPeerMessageBytes = 300 << 20;
+
 class PeerLink {
  public:
   using Done = std::function<void(const absl::Status&)>;
   static constexpr size_t kMaxBatchItems = 1024;
+  static constexpr size_t kMaxBatchBytes = 1 << 20;  // a batch ends at the item that passes it
   static constexpr size_t kMaxQueued = 200000;
 
   // `self_id`/`self_lease` identify the sender in every batch; `address` is the peer's

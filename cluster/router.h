@@ -1,10 +1,10 @@
 // The seam between the broker and the cluster's data plane (STYLE.md section 2: the broker
 // calls Router; the cluster calls LocalDelivery, which the broker implements).
 //
-// Scope today: clients connected to different nodes publish to and subscribe to each other
-// (QoS 0/1/2, shared subscriptions, retained messages); a session lives on its client id's
-// partition leader and other nodes relay its connection there. docs/cluster.md lists what is
-// not built yet (moving session data with a partition).
+// Scope: clients connected to different nodes publish to and subscribe to each other (QoS 0/1/2,
+// shared subscriptions, retained messages); a session lives on its client id's partition leader
+// and other nodes relay its connection there; a partition that moves takes its sessions along
+// (the hand-off, proto/cluster.proto HandoffOffer).
 #pragma once
 
 #include <functional>
@@ -97,9 +97,38 @@ class LocalDelivery {
   virtual void OnNodeGone(const std::string& node) = 0;
   // This node no longer leads `lost` (of `partitions`): the sessions of those partitions are
   // served by their new leaders from now on, so their clients here are disconnected (v5:
-  // DISCONNECT 0x9C Use another server) and reconnect there. (The sessions' stored state stays
-  // here: it does not move with the partition yet.)
+  // DISCONNECT 0x9C Use another server) and reconnect there. (A partition that moved while
+  // this node was alive was handed off first; this is for the others, e.g. after `ctl remove`,
+  // whose sessions' stored state stays here.)
   virtual void OnPartitionsLost(const std::vector<uint32_t>& lost, uint32_t partitions) = 0;
+
+  // --- Partition hand-off (proto/cluster.proto HandoffOffer: the steps). Called on cluster
+  // threads; the callbacks may run on any thread.
+  using Sessions = std::vector<records::SessionTransfer>;
+  // As the old leader: this node stops serving the sessions of `partition` (of `partitions`):
+  // their clients are disconnected (v5 0x9C) and their will and expiry timers stop (the router
+  // turns connects away meanwhile). Deliveries to them go on. `done` with each session's client
+  // id, settings and subscriptions.
+  virtual void HandoffFreeze(uint32_t partition, uint32_t partitions,
+                             std::function<void(Sessions)> done) = 0;
+  // As the new leader: creates the offered sessions, holding what is delivered to them, and
+  // registers their routes; `done` once every owner has them (or with the first failure).
+  virtual void HandoffPrepare(uint32_t partition, uint32_t partitions, Sessions offered,
+                              Router::Done done) = 0;
+  // As the old leader, once every owner has answered the barrier: `done` with the full state of
+  // the partition's sessions, including everything delivered to this node so far.
+  virtual void HandoffExport(uint32_t partition, uint32_t partitions,
+                             std::function<void(Sessions)> done) = 0;
+  // As the new leader: stores `sessions`, followed by what was held for them that they do not
+  // hold already (same origin id); `done` once that is durable.
+  virtual void HandoffImport(uint32_t partition, uint32_t partitions, Sessions sessions,
+                             Router::Done done) = 0;
+  // The hand-off of `partition` ended. As the old leader (`outgoing`): if `moved`, its
+  // sessions are deleted here without their wills (they live on at the new leader); if not,
+  // they are served here again. As the new leader: if `moved`, the sessions' will and expiry
+  // timers start; if not, the copies are dropped.
+  virtual void HandoffFinish(uint32_t partition, uint32_t partitions, bool outgoing,
+                             bool moved) = 0;
 
   // --- Retained messages (every node holds all of them).
   // This node's retained messages, for a peer that catches up.

@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <random>
 #include <thread>
 
 #include "broker/session/connection_handler.h"
@@ -105,6 +106,9 @@ void LocalTopicOwner::Publish(std::shared_ptr<Message> message, Done done) {
   // This node delivers to its own non-shared subscribers; the topic's owner picks the node
   // that serves each shared subscription (possibly this one).
   static const cluster::LocalDelivery::Scope kPlainOnly{true, {}};
+  // Every copy of this publish, here and on other nodes, carries the same identity.
+  message->origin = core_.broker().origin();
+  message->origin_seq = core_.broker().NextOriginSeq();
   records::Message rec = ToRecord(*message);
   core_.Publish(std::move(message), &kPlainOnly);
   if (!done) {
@@ -261,6 +265,11 @@ void WorkerCore::DeliverLocal(Delivery&& d) {
 void WorkerCore::DeliverTo(Session& s, Delivery&& d) {
   if (s.moving_in && !d.forwarded) {
     s.held.push_back(std::move(d));
+    return;
+  }
+  if (s.importing) {  // a hand-off copy: held until the old leader's state is in
+    if (d.session_gen != s.gen()) return;
+    s.import_held.push_back(std::move(d));
     return;
   }
   s.Enqueue(std::move(d));
@@ -698,6 +707,15 @@ void WorkerCore::KickLostSessions(const std::vector<bool>& lost) {
 
 // ---------------------------------------------------------------- BrokerCore
 
+namespace {
+uint64_t RandomOrigin() {
+  std::random_device rd;
+  uint64_t v = 0;
+  while (v == 0) v = (uint64_t{rd()} << 32) ^ rd();
+  return v;
+}
+}  // namespace
+
 BrokerCore::BrokerCore(const config::Config& config, storage::Storage& storage,
                        storage::RetainedIndex& retained, const Clock& clock,
                        std::vector<net::Worker*> workers)
@@ -705,6 +723,7 @@ BrokerCore::BrokerCore(const config::Config& config, storage::Storage& storage,
       storage_(storage),
       retained_(retained),
       clock_(clock),
+      origin_(RandomOrigin()),
       started_at_ms_(clock.NowMs()) {
   for (net::Worker* w : workers) cores_.push_back(std::make_unique<WorkerCore>(*this, *w));
   for (auto& c : cores_) {

@@ -193,6 +193,20 @@ class WorkerCore {
   // `lost` (by partition number): this node no longer leads them.
   void KickLostSessions(const std::vector<bool>& lost);
 
+  // --- Partition hand-off (handoff.cc; the BrokerCore::Handoff* steps, run on each worker).
+  std::vector<Session*> SessionsOfPartition(uint32_t partition, uint32_t partitions);
+  void HandoffFreeze(uint32_t partition, uint32_t partitions,
+                     cluster::LocalDelivery::Sessions* headers);
+  void HandoffPrepare(const records::SessionTransfer& offered,
+                      std::function<void(const absl::Status&)> routed);
+  void HandoffExport(uint32_t partition, uint32_t partitions,
+                     cluster::LocalDelivery::Sessions* out);
+  void HandoffImport(const records::SessionTransfer& transfer,
+                     std::function<void(const absl::Status&)> done);
+  void HandoffFinish(uint32_t partition, uint32_t partitions, bool outgoing, bool moved);
+  // Ends a session without its will (it lives on at another node, or was a copy).
+  void DiscardSession(Session& session);
+
   // Every connection of this worker is registered from construction to OnClosed. One ticker
   // per worker (every kDeadlineTick) calls OnDeadline on those whose deadline has passed: CONNECT
   // timeout and keepalive need no timer per connection (an idle connection stays small).
@@ -319,6 +333,20 @@ class BrokerCore final : public cluster::LocalDelivery {
   void OnRelayCongestion(const std::string& origin, int64_t origin_lease, uint64_t conn,
                          bool congested) override;
   void OnPartitionsLost(const std::vector<uint32_t>& lost, uint32_t partitions) override;
+  // Partition hand-off (cluster::LocalDelivery; handoff.cc).
+  void HandoffFreeze(uint32_t partition, uint32_t partitions,
+                     std::function<void(Sessions)> done) override;
+  void HandoffPrepare(uint32_t partition, uint32_t partitions, Sessions offered,
+                      cluster::Router::Done done) override;
+  void HandoffExport(uint32_t partition, uint32_t partitions,
+                     std::function<void(Sessions)> done) override;
+  void HandoffImport(uint32_t partition, uint32_t partitions, Sessions sessions,
+                     cluster::Router::Done done) override;
+  void HandoffFinish(uint32_t partition, uint32_t partitions, bool outgoing,
+                     bool moved) override;
+  // Cluster mode: the identity a publish gets on this node (records::Message.origin).
+  uint64_t origin() const { return origin_; }
+  uint64_t NextOriginSeq() { return next_origin_seq_.fetch_add(1, std::memory_order_relaxed); }
   // Retained catch-up from a peer (cluster::LocalDelivery). Topics published here since the
   // sync started keep their value; the others take the peer's, and topics the peer does not
   // have are cleared ($SYS/ topics are each node's own and are left alone).
@@ -370,6 +398,10 @@ class BrokerCore final : public cluster::LocalDelivery {
   void Release(const std::string& client_id, int worker);
   // Removes the entry claimed by `worker`, busy or not (a connect that ends without a session).
   void ReleaseClaim(const std::string& client_id, int worker);
+  // A session created on `worker` without a connect (a hand-off copy): settled there.
+  void Adopt(const std::string& client_id, int worker);
+  // The worker that holds `client_id`'s session, or would hold a new one (hash of the id).
+  WorkerCore& HomeOf(const std::string& client_id);
 
   // Totals over all workers.
   struct Totals {
@@ -396,6 +428,8 @@ class BrokerCore final : public cluster::LocalDelivery {
   storage::RetainedIndex& retained_;
   const Clock& clock_;
   std::atomic<uint64_t> next_message_id_{1};
+  const uint64_t origin_;  // random, never 0
+  std::atomic<uint64_t> next_origin_seq_{1};
   std::vector<std::string> latest_only_filters_;
   const int64_t started_at_ms_;
   std::vector<std::unique_ptr<WorkerCore>> cores_;

@@ -12,11 +12,14 @@ template <typename T>
 class LazyDeque {
  public:
   using iterator = typename std::deque<T>::iterator;
+  using const_iterator = typename std::deque<T>::const_iterator;
 
   bool empty() const { return d_ == nullptr || d_->empty(); }
   size_t size() const { return d_ == nullptr ? 0 : d_->size(); }
   iterator begin() { return d_ == nullptr ? iterator() : d_->begin(); }
   iterator end() { return d_ == nullptr ? iterator() : d_->end(); }
+  const_iterator begin() const { return d_ == nullptr ? const_iterator() : d_->cbegin(); }
+  const_iterator end() const { return d_ == nullptr ? const_iterator() : d_->cend(); }
   T& front() { return d_->front(); }
   T& back() { return d_->back(); }
   void pop_back() { d_->pop_back(); }

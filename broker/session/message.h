@@ -25,6 +25,9 @@ struct Message {
   codec::Properties properties;
   int64_t expiry_at_ms = 0;  // wall clock ms; 0 = never expires
   std::string publisher;     // client id of the publisher ("" for the broker itself)
+  // Cluster mode: the publish's identity (records::Message.origin); 0 = none.
+  uint64_t origin = 0;
+  uint64_t origin_seq = 0;
   // Durable body: id in storage (0 = not stored) and how many of the stored deliveries it lists
   // are not finished; the one that drops it to zero deletes the body in the same batch.
   uint64_t id = 0;
@@ -38,7 +41,9 @@ struct Message {
         retain(other.retain),
         properties(other.properties),
         expiry_at_ms(other.expiry_at_ms),
-        publisher(other.publisher) {}  // a copy is a new, unstored message
+        publisher(other.publisher),
+        origin(other.origin),
+        origin_seq(other.origin_seq) {}  // a copy is a new, unstored message (same publish)
 };
 using MessagePtr = std::shared_ptr<const Message>;
 

@@ -28,6 +28,10 @@ records::Message ToRecord(const Message& m) {
     up->set_value(v);
   }
   r.set_publisher(m.publisher);
+  if (m.origin != 0) {
+    r.set_origin(m.origin);
+    r.set_origin_seq(m.origin_seq);
+  }
   return r;
 }
 
@@ -48,6 +52,8 @@ Message FromRecord(const records::Message& r) {
     m.properties.user_properties.emplace_back(up.key(), up.value());
   }
   m.publisher = r.publisher();
+  m.origin = r.origin();
+  m.origin_seq = r.origin_seq();
   return m;
 }
 
@@ -114,8 +120,61 @@ void Session::Detach(bool will_due) {
   }
   Persist();  // records the disconnect time
   const int64_t now = core_->broker().clock().NowMs();
-  ArmOfflineTimers(now, now, /*may_publish_now=*/true);
+  disconnected_at_ms_ = now;
+  if (!frozen_) ArmOfflineTimers(now, now, /*may_publish_now=*/true);
   core_->OnSessionOffline(*this);
+}
+
+void Session::Freeze() {
+  frozen_ = true;
+  CancelTimers();
+}
+
+void Session::Thaw() {
+  frozen_ = false;
+  imported = false;
+  if (online()) return;
+  const int64_t now = core_->broker().clock().NowMs();
+  ArmOfflineTimers(disconnected_at_ms_ != 0 ? disconnected_at_ms_ : now, now,
+                   /*may_publish_now=*/true);
+}
+
+void Session::ExportHeader(records::SessionTransfer* out) const {
+  records::Session* r = out->mutable_session();
+  r->set_client_id(client_id_);
+  r->set_protocol_version(static_cast<uint32_t>(version));
+  r->set_expiry_interval_s(expiry_s);
+  r->set_disconnected_at_ms(static_cast<uint64_t>(disconnected_at_ms_));
+  for (const auto& [filter, o] : subscriptions) {
+    records::Subscription* sub = out->add_subscriptions();
+    sub->set_filter(filter);
+    sub->set_qos(o.qos);
+    sub->set_no_local(o.no_local);
+    sub->set_retain_as_published(o.retain_as_published);
+    sub->set_retain_handling(o.retain_handling);
+    sub->set_subscription_id(o.subscription_id);
+  }
+}
+
+void Session::Export(records::SessionTransfer* out) const {
+  ExportHeader(out);
+  if (will) {
+    records::Will* w = out->mutable_will();
+    *w->mutable_message() = ToRecord(*will->message);
+    w->set_delay_interval_s(will->delay_s);
+    w->set_message_expiry_s(will->message_expiry_s);
+  }
+  auto add = [&](const Outgoing& o) {
+    records::QueueEntry e = EntryRecord(o);
+    e.set_message_id(static_cast<uint64_t>(out->messages_size()));
+    *out->add_messages() = ToRecord(*o.message);
+    *out->add_entries() = std::move(e);
+  };
+  for (const auto& [seq, o] : inflight_) add(o);  // sent first, so older
+  for (const Outgoing& o : queue_) {
+    if (!o.superseded) add(o);
+  }
+  for (uint16_t id : incoming_qos2) out->add_incoming_qos2(id);
 }
 
 void Session::ArmOfflineTimers(int64_t disconnected_at_ms, int64_t now_ms,
@@ -253,6 +312,7 @@ void Session::Restore(const storage::StoredSession& stored,
   const records::Session& r = stored.session;
   version = static_cast<codec::ProtocolVersion>(r.protocol_version());
   expiry_s = r.expiry_interval_s();
+  disconnected_at_ms_ = static_cast<int64_t>(r.disconnected_at_ms());
   stored_ = true;
   for (const records::Subscription& sub : stored.subscriptions) {
     SubscriptionOptions o;

@@ -115,6 +115,26 @@ class Session {
   bool moving_in = false;            // arrived from another worker; direct deliveries held
   std::vector<Delivery> held;        // held until the move completes
 
+  // --- partition hand-off (BrokerCore::Handoff*, proto/cluster.proto HandoffOffer)
+  // Old leader: the session is being handed off; it is not served and its timers are stopped
+  // (deliveries still queue).
+  bool frozen() const { return frozen_; }
+  void Freeze();
+  // The hand-off was cancelled (or this copy now serves): timers run again, counted from the
+  // disconnect.
+  void Thaw();
+  // New leader: a copy being filled in; deliveries wait in `import_held` until the state
+  // arrives. `imported`: filled in, its timers not started until the partition flips.
+  bool importing = false;
+  bool imported = false;
+  std::vector<Delivery> import_held;
+  // Client id, settings and subscriptions (a hand-off offer).
+  void ExportHeader(records::SessionTransfer* out) const;
+  // Everything: the header, will, queued and in-flight entries with their messages, incoming
+  // QoS 2 ids.
+  void Export(records::SessionTransfer* out) const;
+  int64_t disconnected_at_ms() const { return disconnected_at_ms_; }
+
   // Publishes the will now (if any) and forgets it.
   void PublishWill();
   // Sets (or clears) the will; stored when the session is persistent.
@@ -164,6 +184,8 @@ class Session {
   absl::flat_hash_map<uint16_t, uint64_t> inflight_by_id_;
   uint64_t next_seq_ = 1;
   int hold_depth_ = 0;
+  bool frozen_ = false;
+  int64_t disconnected_at_ms_ = 0;  // when the client last disconnected (wall clock ms)
   bool stored_ = false;       // a session record exists in storage
   bool will_stored_ = false;  // a will record exists in storage
   // Telemetry policy: topic -> seq of its queued (unsent) entry.

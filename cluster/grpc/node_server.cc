@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "cluster/peer_link.h"
 #include "proto/cluster.grpc.pb.h"
 
 namespace shardmq::cluster {
@@ -64,6 +65,9 @@ class GrpcNodeServer final : public NodeServer {
     builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(&service_);
     builder.RegisterService(&peer_service_);
+    // A peer batch holds up to PeerLink::kMaxBatchBytes of items, or one larger item (an MQTT
+    // message may be up to 256 MiB).
+    builder.SetMaxReceiveMessageSize(kMaxPeerMessageBytes);
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port == 0) {
       return absl::UnavailableError("cluster.cluster_addr " + listen +

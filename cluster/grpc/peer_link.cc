@@ -23,7 +23,10 @@ class GrpcPeerLink final : public PeerLink {
         self_lease_(self_lease),
         peer_id_(std::move(peer_id)),
         address_(std::move(address)) {
-    channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    grpc::ChannelArguments args;
+    args.SetMaxSendMessageSize(kMaxPeerMessageBytes);
+    args.SetMaxReceiveMessageSize(kMaxPeerMessageBytes);
+    channel_ = grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
     stub_ = v1::Peer::NewStub(channel_);
     writer_ = std::thread([this] { WriteLoop(); });
   }
@@ -77,6 +80,26 @@ class GrpcPeerLink final : public PeerLink {
   uint64_t items_sent() const override { return items_.load(); }
 
  private:
+  // About the encoded size of an item, cheaply (the big parts only).
+  static size_t ApproxBytes(const v1::PeerItem& item) {
+    switch (item.kind_case()) {
+      case v1::PeerItem::kPublish:
+        return item.publish().message().payload().size() + item.publish().message().topic().size();
+      case v1::PeerItem::kDeliver:
+        return item.deliver().message().payload().size() + item.deliver().message().topic().size();
+      case v1::PeerItem::kRelayOpen:
+        return item.relay_open().data().size();
+      case v1::PeerItem::kRelay:
+        return item.relay().data().size();
+      case v1::PeerItem::kHandoffOffer:
+      case v1::PeerItem::kHandoffData:
+      case v1::PeerItem::kRetainedSyncChunk:
+        return item.ByteSizeLong();
+      default:
+        return 16;
+    }
+  }
+
   struct Pending {
     v1::PeerItem item;
     Done done;
@@ -115,8 +138,12 @@ class GrpcPeerLink final : public PeerLink {
           batch.set_first_seq(next_seq_);
           const size_t n = std::min(queue_.size(), kMaxBatchItems);
           batch.mutable_items()->Reserve(static_cast<int>(n));
+          size_t bytes = 0;
           for (size_t i = 0; i < n; ++i) {
             Pending& p = queue_.front();
+            // Large items (big messages, hand-off data) go in smaller batches.
+            bytes += ApproxBytes(p.item);
+            if (i > 0 && bytes > kMaxBatchBytes) break;
             *batch.add_items() = std::move(p.item);
             inflight_.emplace_back(next_seq_++, std::move(p.done));
             queue_.pop_front();

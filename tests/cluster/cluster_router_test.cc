@@ -67,6 +67,78 @@ class Inbox : public LocalDelivery {
     std::lock_guard lock(mu_);
     return retained_;
   }
+  // Hand-off: this node's sessions of every partition are `sessions_`; events go to handoff_.
+  void HandoffFreeze(uint32_t p, uint32_t partitions, std::function<void(Sessions)> done) override {
+    Sessions headers;
+    {
+      std::lock_guard lock(mu_);
+      handoff_.push_back("freeze " + std::to_string(p));
+      for (const auto& s : sessions_) {
+        records::SessionTransfer h;
+        *h.mutable_session() = s.session();
+        *h.mutable_subscriptions() = s.subscriptions();
+        headers.push_back(std::move(h));
+      }
+    }
+    done(std::move(headers));
+  }
+  void HandoffPrepare(uint32_t p, uint32_t partitions, Sessions offered,
+                      Router::Done done) override {
+    {
+      std::lock_guard lock(mu_);
+      std::string e = "prepare " + std::to_string(p);
+      for (const auto& s : offered) e += " " + s.session().client_id();
+      handoff_.push_back(e);
+    }
+    done(prepare_status_);
+  }
+  void HandoffExport(uint32_t p, uint32_t partitions, std::function<void(Sessions)> done) override {
+    Sessions all;
+    {
+      std::lock_guard lock(mu_);
+      handoff_.push_back("export " + std::to_string(p));
+      // What reached this node before the export is part of it (as in the broker).
+      all = sessions_;
+      for (auto& s : all) {
+        for (const std::string& m : got_) {
+          records::Message* rec = s.add_messages();
+          rec->set_payload(m);
+          records::QueueEntry* e = s.add_entries();
+          e->set_message_id(static_cast<uint64_t>(s.messages_size() - 1));
+        }
+      }
+    }
+    done(std::move(all));
+  }
+  void HandoffImport(uint32_t p, uint32_t partitions, Sessions sessions,
+                     Router::Done done) override {
+    {
+      std::lock_guard lock(mu_);
+      std::string e = "import " + std::to_string(p);
+      for (const auto& s : sessions) {
+        e += " " + s.session().client_id() + "(" + std::to_string(s.entries_size()) + ")";
+        for (const auto& m : s.messages()) imported_.push_back(m.payload());
+      }
+      handoff_.push_back(e);
+    }
+    done(absl::OkStatus());
+  }
+  void HandoffFinish(uint32_t p, uint32_t partitions, bool outgoing, bool moved) override {
+    std::lock_guard lock(mu_);
+    handoff_.push_back(std::string("finish ") + std::to_string(p) +
+                       (outgoing ? " out" : " in") + (moved ? " moved" : " cancelled"));
+  }
+  void AddSession(const std::string& client_id, const std::string& filter) {
+    std::lock_guard lock(mu_);
+    records::SessionTransfer s;
+    s.mutable_session()->set_client_id(client_id);
+    s.add_subscriptions()->set_filter(filter);
+    sessions_.push_back(std::move(s));
+  }
+  void set_prepare_status(absl::Status st) {
+    std::lock_guard lock(mu_);
+    prepare_status_ = std::move(st);
+  }
   void OnRetainedSyncStarted() override {
     std::lock_guard lock(mu_);
     synced_.push_back("started");
@@ -90,6 +162,8 @@ class Inbox : public LocalDelivery {
   std::vector<std::string> synced() { return Read(synced_); }
   std::vector<std::string> synced_messages() { return Read(synced_messages_); }
   std::vector<std::string> relay() { return Read(relay_); }
+  std::vector<std::string> handoff() { return Read(handoff_); }
+  std::vector<std::string> imported() { return Read(imported_); }
   std::vector<std::string> shared() { return Read(shared_); }
   std::vector<std::string> got() { return Read(got_); }
   size_t size() { return Read(got_).size(); }
@@ -102,6 +176,10 @@ class Inbox : public LocalDelivery {
   std::vector<records::Message> retained_;
   std::vector<std::string> synced_;
   std::vector<std::string> synced_messages_;
+  std::vector<std::string> handoff_;   // hand-off calls, in order
+  std::vector<std::string> imported_;  // payloads of imported messages
+  Sessions sessions_;
+  absl::Status prepare_status_;
 };
 
 struct TestNode {
@@ -573,6 +651,164 @@ TEST_F(ClusterRouterTest, HeldPublishesOfAGainedPartitionKeepTheirOrder) {
   std::vector<std::string> got = node("a").inbox.got();
   for (int i = 0; i < kCount; ++i) EXPECT_EQ(got[i], t + "=" + std::to_string(i));
   EXPECT_TRUE(test::WaitFor([&] { return acked.load() == kCount; }, 5s));
+}
+
+// ---- Partition hand-off (copy-then-flip)
+
+class HandoffTest : public ClusterRouterTest {
+ protected:
+  // Map revision `revision`: the current assignments with the move p: from -> to listed.
+  PartitionMap WithMove(int64_t revision, uint32_t p, const std::string& from,
+                        const std::string& to) {
+    PartitionMap next = map_;
+    next.revision = revision;
+    v1::PartitionMove* m = next.record.add_moves();
+    m->set_partition(p);
+    m->set_from(from);
+    m->set_to(to);
+    return next;
+  }
+  // Map revision `revision`: p led by `to` at the next epoch, no moves.
+  PartitionMap Flipped(int64_t revision, uint32_t p, const std::string& to) {
+    PartitionMap next = map_;
+    next.revision = revision;
+    next.record.mutable_assignments(static_cast<int>(p))->set_leader(to);
+    next.record.mutable_assignments(static_cast<int>(p))->set_epoch(map_.EpochOf(p) + 1);
+    return next;
+  }
+  void ApplyToAll(const PartitionMap& map) {
+    for (auto& n : nodes_) n->router.OnMap(map);
+  }
+  struct Ready {
+    std::mutex mu;
+    std::vector<std::string> calls;  // "p from epoch"
+    std::vector<uint32_t> cleared;
+  };
+  void HookReady(TestNode& n, Ready& r) {
+    n.router.set_handoff_hooks(
+        [&r](uint32_t p, const std::string& from, uint64_t epoch) {
+          std::lock_guard lock(r.mu);
+          r.calls.push_back(std::to_string(p) + " " + from + " " + std::to_string(epoch));
+          return absl::OkStatus();
+        },
+        [&r](uint32_t p) {
+          std::lock_guard lock(r.mu);
+          r.cleared.push_back(p);
+        });
+  }
+  static size_t Count(Ready& r) {
+    std::lock_guard lock(r.mu);
+    return r.calls.size();
+  }
+};
+
+TEST_F(HandoffTest, TheOldLeaderCopiesItsSessionsOverBeforeTheFlipAndDeletesThemAfter) {
+  const std::string id = ClientOwnedBy(map_, "a");
+  const uint32_t p = PartitionOf(id, kPartitions);
+  node("a").inbox.AddSession(id, "ho/t");
+  Ready ready;
+  HookReady(node("c"), ready);
+  ApplyToAll(WithMove(2, p, "a", "c"));
+  ASSERT_TRUE(test::WaitFor([&] { return Count(ready) == 1; }, 10s));
+  {
+    std::lock_guard lock(ready.mu);
+    EXPECT_EQ(ready.calls[0], std::to_string(p) + " a 0");
+  }
+  EXPECT_THAT(node("a").inbox.handoff(),
+              ::testing::ElementsAre("freeze " + std::to_string(p), "export " + std::to_string(p)));
+  EXPECT_THAT(node("c").inbox.handoff(),
+              ::testing::ElementsAre("prepare " + std::to_string(p) + " " + id,
+                                     "import " + std::to_string(p) + " " + id + "(0)"));
+  // Until the flip, a still leads p but turns its sessions' connections away: a local
+  // connect is told to come back, a relayed one refused (the front-end asks again).
+  auto local = node("a").router.PlaceSession(id);
+  EXPECT_EQ(local.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(local.status().message()), ::testing::HasSubstr("moving to node c"));
+  auto place = node("b").router.PlaceSession(id);
+  ASSERT_OK(place.status());
+  EXPECT_EQ(place->node, "a");
+  Router::RelayOpenArgs args;
+  args.conn = 9;
+  args.client_id = id;
+  node("b").router.RelayOpen(*place, args, nullptr);
+  ASSERT_TRUE(test::WaitFor([&] { return node("b").inbox.relay().size() == 1; }, 5s));
+  EXPECT_EQ(node("b").inbox.relay()[0], "down a 9  close not_leader");
+  // The flip: a deletes its copy, c starts serving.
+  ApplyToAll(Flipped(3, p, "c"));
+  ASSERT_TRUE(test::WaitFor([&] { return node("c").inbox.handoff().size() == 3; }, 5s));
+  EXPECT_EQ(node("c").inbox.handoff()[2], "finish " + std::to_string(p) + " in moved");
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.handoff().size() == 3; }, 5s));
+  EXPECT_EQ(node("a").inbox.handoff()[2], "finish " + std::to_string(p) + " out moved");
+  {
+    std::lock_guard lock(ready.mu);
+    EXPECT_THAT(ready.cleared, ::testing::ElementsAre(p));
+  }
+  EXPECT_EQ(node("a").router.stats().handoffs_out, 1u);
+  EXPECT_EQ(node("c").router.stats().handoffs_in, 1u);
+  EXPECT_EQ(node("c").router.stats().handoff_sessions_in, 1u);
+}
+
+TEST_F(HandoffTest, TheExportHoldsEveryMessageAnOwnerRoutedBeforeTheNewRoutesWereIn) {
+  // a's session subscribes to a topic that b owns; b routes to a. Every publish b acknowledged
+  // before the move must be in a's export: the barrier through b comes back to a only after
+  // b's earlier deliveries (a 64 KiB payload keeps the stream busy).
+  const std::string id = ClientOwnedBy(map_, "a");
+  const uint32_t p = PartitionOf(id, kPartitions);
+  const std::string t = TopicOwnedBy("b", "barrier/");
+  node("a").inbox.AddSession(id, t);
+  ASSERT_OK(AddRouteSync(node("a"), t));
+  constexpr int kCount = 300;
+  std::atomic<int> acked{0};
+  const std::string big(64 << 10, 'x');
+  for (int i = 0; i < kCount; ++i) {
+    records::Message m = Msg(t, std::to_string(i) + big);
+    node("c").router.Forward(m, [&acked](const absl::Status& st) {
+      if (st.ok()) acked.fetch_add(1);
+    });
+  }
+  ASSERT_TRUE(test::WaitFor([&] { return acked.load() == kCount; }, 20s));
+  Ready ready;
+  HookReady(node("c"), ready);
+  ApplyToAll(WithMove(2, p, "a", "c"));
+  ASSERT_TRUE(test::WaitFor([&] { return Count(ready) == 1; }, 20s));
+  EXPECT_EQ(node("c").inbox.imported().size(), static_cast<size_t>(kCount));
+}
+
+TEST_F(HandoffTest, AMoveThatIsNoLongerPlannedIsCancelledOnBothSides) {
+  const std::string id = ClientOwnedBy(map_, "a");
+  const uint32_t p = PartitionOf(id, kPartitions);
+  node("a").inbox.AddSession(id, "ho/c");
+  Ready ready;
+  HookReady(node("c"), ready);
+  ApplyToAll(WithMove(2, p, "a", "c"));
+  ASSERT_TRUE(test::WaitFor([&] { return Count(ready) == 1; }, 10s));
+  PartitionMap same = map_;
+  same.revision = 3;  // the move is gone (say c left) and p stays with a
+  ApplyToAll(same);
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.handoff().size() == 3; }, 5s));
+  EXPECT_EQ(node("a").inbox.handoff()[2], "finish " + std::to_string(p) + " out cancelled");
+  ASSERT_TRUE(test::WaitFor([&] { return node("c").inbox.handoff().size() == 3; }, 5s));
+  EXPECT_EQ(node("c").inbox.handoff()[2], "finish " + std::to_string(p) + " in cancelled");
+  auto local = node("a").router.PlaceSession(id);
+  ASSERT_OK(local.status());  // served again
+  EXPECT_TRUE(local->local);
+  EXPECT_EQ(node("a").router.stats().handoffs_cancelled, 1u);
+}
+
+TEST_F(HandoffTest, ANewLeaderThatCannotTakeTheSessionsMakesTheOldOneTryAgain) {
+  const std::string id = ClientOwnedBy(map_, "a");
+  const uint32_t p = PartitionOf(id, kPartitions);
+  node("a").inbox.AddSession(id, "ho/r");
+  node("c").inbox.set_prepare_status(absl::UnavailableError("no store node for the route"));
+  Ready ready;
+  HookReady(node("c"), ready);
+  ApplyToAll(WithMove(2, p, "a", "c"));
+  // The first attempt is refused; a starts over until c can take them.
+  ASSERT_TRUE(test::WaitFor([&] { return node("c").inbox.handoff().size() >= 2; }, 5s));
+  EXPECT_EQ(node("c").inbox.handoff()[1], "finish " + std::to_string(p) + " in cancelled");
+  EXPECT_EQ(Count(ready), 0u);
+  node("c").inbox.set_prepare_status(absl::OkStatus());
+  ASSERT_TRUE(test::WaitFor([&] { return Count(ready) == 1; }, 10s));
 }
 
 }  // namespace

@@ -3,6 +3,10 @@
 #include "cluster/membership.h"
 
 #include <atomic>
+#include <set>
+#include <thread>
+
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -67,6 +71,40 @@ class Node {
   std::unique_ptr<EtcdClient> client;
   RecordingCallbacks callbacks;
   std::unique_ptr<Membership> membership;
+};
+
+// Stands in for the data plane of `node` in a partition hand-off: whenever the map lists a move
+// to it, says it holds the partition's sessions (handoffs/<p>), so the controller flips it.
+class Copier {
+ public:
+  explicit Copier(Node& node, std::string id)
+      : node_(node), id_(std::move(id)), thread_([this] { Run(); }) {}
+  ~Copier() {
+    stop_ = true;
+    thread_.join();
+  }
+  int moves_seen() const { return moves_seen_.load(); }
+
+ private:
+  void Run() {
+    std::set<std::pair<uint32_t, uint64_t>> done;
+    while (!stop_) {
+      const PartitionMap map = node_.membership->map();
+      for (const v1::PartitionMove& m : map.record.moves()) {
+        if (m.to() != id_) continue;
+        const uint64_t epoch = map.EpochOf(m.partition());
+        if (!done.insert({m.partition(), epoch}).second) continue;
+        ++moves_seen_;
+        EXPECT_OK(node_.membership->MarkHandoffReady(m.partition(), m.from(), epoch));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  Node& node_;
+  const std::string id_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> moves_seen_{0};
+  std::thread thread_;
 };
 
 class MembershipTest : public ::testing::Test {
@@ -160,8 +198,24 @@ TEST_F(MembershipTest, AJoiningStoreTakesSomePartitionsWithNewEpochs) {
   const PartitionMap before = a->callbacks.last();
   auto c = MakeNode("c");
   ASSERT_OK(c->membership->Start());
-  ASSERT_TRUE(test::WaitFor([&] { return AllPlaced(a->callbacks.last(), {"a", "b", "c"}); }, 15s));
+  // Copy-then-flip: the moves to c are listed, the leaders stay, until c says it holds them.
+  ASSERT_TRUE(test::WaitFor([&] { return c->membership->map().record.moves_size() > 0; }, 15s));
+  const PartitionMap planned = c->membership->map();
+  EXPECT_EQ(planned.CountLedBy("c"), 0u);
+  for (const v1::PartitionMove& m : planned.record.moves()) {
+    EXPECT_EQ(m.to(), "c");
+    EXPECT_EQ(m.from(), before.LeaderOf(m.partition()));
+  }
+  Copier copier(*c, "c");
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        const PartitionMap m = a->callbacks.last();
+        return AllPlaced(m, {"a", "b", "c"}) && m.record.moves_size() == 0;
+      },
+      15s));
+  EXPECT_GT(copier.moves_seen(), 0);
   const PartitionMap after = a->callbacks.last();
+  EXPECT_EQ(after.record.moves_size(), 0);
   EXPECT_GT(after.revision, before.revision);
   for (uint32_t p = 0; p < kPartitions; ++p) {
     if (after.LeaderOf(p) == before.LeaderOf(p)) {
@@ -191,6 +245,7 @@ TEST_F(MembershipTest, DrainHandsEveryPartitionToTheOthersAndWaitsForTheMap) {
   ASSERT_OK(a->membership->Start());
   ASSERT_OK(b->membership->Start());
   ASSERT_TRUE(test::WaitFor([&] { return AllPlaced(b->callbacks.last(), {"a", "b"}); }, 15s));
+  auto copier = std::make_unique<Copier>(*a, "a");
   ASSERT_OK(b->membership->Drain(10s));
   // Drain returned only once b's own view of the map shows it leads nothing.
   EXPECT_EQ(b->membership->map().CountLedBy("b"), 0u);
@@ -198,8 +253,10 @@ TEST_F(MembershipTest, DrainHandsEveryPartitionToTheOthersAndWaitsForTheMap) {
                             15s));
   // The next incarnation of b is active again and takes its share back.
   b->membership->Stop();
+  copier.reset();
   auto b2 = MakeNode("b");
   ASSERT_OK(b2->membership->Start());
+  Copier back(*b2, "b");
   EXPECT_TRUE(test::WaitFor([&] { return AllPlaced(a->callbacks.last(), {"a", "b"}); }, 15s));
 }
 

@@ -23,8 +23,19 @@ struct World {
     stores[id].set_state(state);
     if (live) alive[id].set_node_id(id);
   }
+  std::map<uint32_t, v1::HandoffRecord> ready;  // handoffs/<p>
   bool Plan(const v1::PartitionMapRecord& current, v1::PartitionMapRecord* next) const {
-    return PlanPartitionMap(current, stores, alive, kPartitions, kVnodes, next);
+    return PlanPartitionMap(current, stores, alive, kPartitions, kVnodes, next, ready);
+  }
+  // Every listed move's new leader says it holds the sessions (as after the hand-offs).
+  void CopyAll(const v1::PartitionMapRecord& map) {
+    for (const v1::PartitionMove& m : map.moves()) {
+      v1::HandoffRecord& r = ready[m.partition()];
+      r.set_partition(m.partition());
+      r.set_from(m.from());
+      r.set_to(m.to());
+      r.set_epoch(map.assignments(m.partition()).epoch());
+    }
   }
 };
 
@@ -53,27 +64,68 @@ TEST(PlanPartitionMapTest, NothingChangesWhenTheMapIsCurrent) {
   EXPECT_FALSE(w.Plan(first, &second));
 }
 
-TEST(PlanPartitionMapTest, AJoiningNodeTakesItsRingShareAndOnlyMovedPartitionsGetANewEpoch) {
+TEST(PlanPartitionMapTest, AJoiningNodeTakesItsRingShareCopyThenFlip) {
   World w;
   w.Store("a");
   w.Store("b");
   w.Store("c");
-  v1::PartitionMapRecord first, second;
+  v1::PartitionMapRecord first, second, third, fourth;
   ASSERT_TRUE(w.Plan({}, &first));
+  EXPECT_EQ(first.moves_size(), 0);  // nothing to copy from: placed at once
   w.Store("d");
+  // The live leaders keep their partitions while the moves are listed.
   ASSERT_TRUE(w.Plan(first, &second));
+  ASSERT_GT(second.moves_size(), 0);
+  EXPECT_LT(second.moves_size(), static_cast<int>(kPartitions) / 2);
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    EXPECT_EQ(second.assignments(p).leader(), first.assignments(p).leader());
+    EXPECT_EQ(second.assignments(p).epoch(), first.assignments(p).epoch());
+  }
+  for (const v1::PartitionMove& m : second.moves()) {
+    EXPECT_EQ(m.to(), "d");
+    EXPECT_EQ(m.from(), first.assignments(m.partition()).leader());
+  }
+  EXPECT_FALSE(w.Plan(second, &third)) << "nothing changes until a copy is ready";
+  // A record for another epoch (an earlier hand-off) does not flip anything.
+  const uint32_t some = second.moves(0).partition();
+  w.ready[some].set_partition(some);
+  w.ready[some].set_from(second.moves(0).from());
+  w.ready[some].set_to("d");
+  w.ready[some].set_epoch(second.assignments(some).epoch() + 7);
+  EXPECT_FALSE(w.Plan(second, &third));
+  // Once d holds the copies, exactly the moved partitions flip, each with a new epoch.
+  w.CopyAll(second);
+  ASSERT_TRUE(w.Plan(second, &third));
+  EXPECT_EQ(third.moves_size(), 0);
   int moved = 0;
   for (uint32_t p = 0; p < kPartitions; ++p) {
-    if (second.assignments(p).leader() == first.assignments(p).leader()) {
-      EXPECT_EQ(second.assignments(p).epoch(), first.assignments(p).epoch());
+    if (third.assignments(p).leader() == first.assignments(p).leader()) {
+      EXPECT_EQ(third.assignments(p).epoch(), first.assignments(p).epoch());
     } else {
       ++moved;
-      EXPECT_EQ(second.assignments(p).leader(), "d");
-      EXPECT_EQ(second.assignments(p).epoch(), first.assignments(p).epoch() + 1);
+      EXPECT_EQ(third.assignments(p).leader(), "d");
+      EXPECT_EQ(third.assignments(p).epoch(), first.assignments(p).epoch() + 1);
     }
   }
-  EXPECT_GT(moved, 0);
-  EXPECT_LT(moved, static_cast<int>(kPartitions) / 2);
+  EXPECT_EQ(moved, second.moves_size());
+  EXPECT_FALSE(w.Plan(third, &fourth));
+}
+
+TEST(PlanPartitionMapTest, AMoveIsCancelledWhenItsTargetDies) {
+  World w;
+  w.Store("a");
+  w.Store("b");
+  v1::PartitionMapRecord first, second, third;
+  ASSERT_TRUE(w.Plan({}, &first));
+  w.Store("c");
+  ASSERT_TRUE(w.Plan(first, &second));
+  ASSERT_GT(second.moves_size(), 0);
+  w.alive.erase("c");
+  ASSERT_TRUE(w.Plan(second, &third));
+  EXPECT_EQ(third.moves_size(), 0);
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    EXPECT_EQ(third.assignments(p).leader(), first.assignments(p).leader());
+  }
 }
 
 TEST(PlanPartitionMapTest, ADeadRegisteredLeaderKeepsItsPartitions) {
@@ -111,7 +163,17 @@ TEST(PlanPartitionMapTest, ADrainingNodeHandsEveryPartitionToTheActiveOnes) {
   ASSERT_TRUE(w.Plan({}, &first));
   w.stores["b"].set_state(v1::StoreRecord::DRAINING);
   ASSERT_TRUE(w.Plan(first, &second));
-  for (const auto& a : second.assignments()) EXPECT_EQ(a.leader(), "a");
+  for (const v1::PartitionMove& m : second.moves()) {
+    EXPECT_EQ(m.from(), "b");
+    EXPECT_EQ(m.to(), "a");
+  }
+  PartitionMap before;
+  before.record = first;
+  EXPECT_EQ(static_cast<uint32_t>(second.moves_size()), before.CountLedBy("b"));
+  w.CopyAll(second);
+  v1::PartitionMapRecord third;
+  ASSERT_TRUE(w.Plan(second, &third));
+  for (const auto& a : third.assignments()) EXPECT_EQ(a.leader(), "a");
 }
 
 TEST(PlanPartitionMapTest, ALeaderThatLeftTheRingIsReplaced) {
