@@ -962,6 +962,7 @@ ClusterRouter::Stats ClusterRouter::stats() const {
   Stats out = stats_;
   out.owner_routes = owner_routes_.route_count();
   out.local_filters = local_filters_.size();
+  out.handoffs_active = handoffs_.size();
   out.batches_out = closed_batches_;  // counters: links that closed still count
   out.items_out = closed_items_;
   for (const auto& [id, link] : links_) {

@@ -136,6 +136,7 @@ class ClusterRouter final : public Router, public PeerHandler {
     uint64_t handoffs_cancelled = 0;  // hand-offs ended without a flip (a node left, a failure)
     uint64_t handoff_sessions_out = 0;  // sessions sent in hand-offs
     uint64_t handoff_sessions_in = 0;   // sessions received and stored in hand-offs
+    uint64_t handoffs_active = 0;       // hand-offs this node takes part in, not flipped yet
   };
   Stats stats() const;
 

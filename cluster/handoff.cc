@@ -49,6 +49,8 @@ void ClusterRouter::HandoffsOnMapLocked(std::vector<std::function<void()>>* afte
     if (m.from() == self_ || m.to() == self_) mine[m.partition()] = &m;
   }
   // Hand-offs under way: flipped (done), no longer planned (cancelled), or still on.
+  int done = 0;
+  int cancelled = 0;
   for (auto it = handoffs_.begin(); it != handoffs_.end();) {
     const uint32_t p = it->first;
     Handoff& h = it->second;
@@ -71,18 +73,26 @@ void ClusterRouter::HandoffsOnMapLocked(std::vector<std::function<void()>>* afte
     } else {
       ++stats_.handoffs_cancelled;
     }
-    SHARDMQ_LOG(INFO) << "partition " << p << ": hand-off " << (outgoing ? "to " : "from ")
-                      << h.peer << (flipped ? " done (flipped)" : " cancelled (no longer planned)");
+    SHARDMQ_LOG(DEBUG) << "partition " << p << ": hand-off " << (outgoing ? "to " : "from ")
+                       << h.peer << (flipped ? " done (flipped)" : " cancelled (no longer planned)");
+    ++(flipped ? done : cancelled);
     after->push_back([this, p, parts, outgoing, flipped] {
       local_.HandoffFinish(p, parts, outgoing, flipped);
     });
     if (!outgoing && handoff_clear_) after->push_back([clear = handoff_clear_, p] { clear(p); });
     it = handoffs_.erase(it);
   }
+  int started = 0;
   for (const auto& [p, m] : mine) {
     if (m->from() == self_ && !handoffs_.contains(p) && p < parts && map_.LeaderOf(p) == self_) {
       StartHandoffLocked(p, m->to(), after);
+      ++started;
     }
+  }
+  if (done + cancelled + started > 0) {
+    SHARDMQ_LOG(INFO) << "partition map revision " << map_.revision << ": " << started
+                      << " hand-off(s) started, " << done << " done (flipped), " << cancelled
+                      << " cancelled; " << handoffs_.size() << " under way";
   }
 }
 
@@ -98,7 +108,7 @@ void ClusterRouter::StartHandoffLocked(uint32_t p, const std::string& to,
   h.stage = Handoff::Stage::kFreezing;
   frozen_[p] = true;
   const uint32_t parts = map_.record.partitions();
-  SHARDMQ_LOG(INFO) << "partition " << p << ": handing its sessions off to " << to
+  SHARDMQ_LOG(DEBUG) << "partition " << p << ": handing its sessions off to " << to
                     << " (attempt " << h.attempt << ")";
   after->push_back([this, p, parts, to, epoch = h.epoch, attempt = h.attempt,
                     revision = h.planned_at] {
@@ -223,8 +233,10 @@ void ClusterRouter::SendHandoffData(uint32_t p, uint64_t epoch, uint64_t attempt
       }
       out.push_back(Outgoing{to, std::move(item), std::move(done)});
     } while (i < sessions.size());
-    SHARDMQ_LOG(INFO) << "partition " << p << ": sent " << sessions.size() << " session(s) to "
-                      << to;
+    if (!sessions.empty()) {
+      SHARDMQ_LOG(INFO) << "partition " << p << ": sent " << sessions.size()
+                        << " session(s) to " << to;
+    }
   }
   Send(std::move(out));
 }
@@ -300,9 +312,11 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, const v1::P
         Send(std::move(out));
         return absl::OkStatus();
       }
-      SHARDMQ_LOG(INFO) << "partition " << p << ": taking " << o.sessions_size()
-                        << " session(s) over from " << sender << " (attempt " << o.attempt()
-                        << ")";
+      if (o.sessions_size() > 0) {
+        SHARDMQ_LOG(INFO) << "partition " << p << ": taking " << o.sessions_size()
+                          << " session(s) over from " << sender << " (attempt " << o.attempt()
+                          << ")";
+      }
       if (earlier) local_.HandoffFinish(p, parts, /*outgoing=*/false, /*moved=*/false);
       local_.HandoffPrepare(
           p, parts, {o.sessions().begin(), o.sessions().end()},
@@ -419,8 +433,10 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, const v1::P
               Send(std::move(cancel));
               return;
             }
-            SHARDMQ_LOG(INFO) << "partition " << p << ": holds the " << n << " session(s) from "
-                              << sender << "; waiting for the flip";
+            if (n > 0) {
+              SHARDMQ_LOG(INFO) << "partition " << p << ": holds the " << n
+                                << " session(s) from " << sender << "; waiting for the flip";
+            }
             // etcd is written off this (worker) thread.
             Later([this, p, sender, epoch, attempt] {
               MarkHandoffReady(p, sender, epoch, attempt, 0);

@@ -180,6 +180,35 @@ std::vector<MetricFamily> ClusterCollector::Collect() const {
   one("shardmq_cluster_retained_syncs_total",
       "Times this node caught up on retained messages from a peer after (re)joining.",
       MetricType::Counter, static_cast<double>(rs.retained_syncs));
+  one("shardmq_cluster_route_waits_total",
+      "Publishes held back because a partition this node just gained did not have every "
+      "member's routes yet.", MetricType::Counter, static_cast<double>(rs.route_waits));
+  // Partition hand-offs, by direction: "out" (this node was the old leader), "in" (the new).
+  auto in_out = [&](const char* name, const char* help, uint64_t in, uint64_t out_value) {
+    MetricFamily f;
+    f.name = name;
+    f.help = help;
+    f.type = MetricType::Counter;
+    for (const auto& [dir, v] : {std::pair<const char*, uint64_t>{"in", in}, {"out", out_value}}) {
+      ClientMetric m;
+      m.label.push_back({"direction", dir});
+      m.counter.value = static_cast<double>(v);
+      f.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(f));
+  };
+  in_out("shardmq_cluster_handoffs_total",
+         "Partitions whose sessions were handed over, copy-then-flip, and flipped.",
+         rs.handoffs_in, rs.handoffs_out);
+  in_out("shardmq_cluster_handoff_sessions_total",
+         "Sessions copied in partition hand-offs (out: sent; in: received and stored).",
+         rs.handoff_sessions_in, rs.handoff_sessions_out);
+  one("shardmq_cluster_handoffs_cancelled_total",
+      "Partition hand-offs that ended without a flip (a node left, the move was re-planned).",
+      MetricType::Counter, static_cast<double>(rs.handoffs_cancelled));
+  one("shardmq_cluster_handoffs_in_progress",
+      "Partition hand-offs this node takes part in that have not flipped yet.",
+      MetricType::Gauge, static_cast<double>(rs.handoffs_active));
   one("shardmq_cluster_lease_losses_total",
       "Times this node's membership lease expired before it was renewed.", MetricType::Counter,
       static_cast<double>(node_.lease_losses()));

@@ -92,6 +92,9 @@ std::vector<Session*> WorkerCore::SessionsOfPartition(uint32_t p, uint32_t parts
 void WorkerCore::DiscardSession(Session& s) {
   // No will: the session lives on at another node (or this was a copy).
   s.will.reset();
+  for (Delivery& d : s.import_held) {
+    if (d.durable) ReleaseStored(d.client_id, *d.message);
+  }
   s.import_held.clear();
   EndSession(s);
 }
@@ -152,9 +155,11 @@ void WorkerCore::HandoffPrepare(const records::SessionTransfer& offered,
   }
   stats_.subscriptions.fetch_add(static_cast<int64_t>(s.subscriptions.size()),
                                  std::memory_order_relaxed);
-  // Offline and not persistent while a copy: what reaches it is held (Session::import_held)
-  // and stored at the import, after the old leader's entries.
-  const SessionLocation loc{index(), false, false, s.gen(), s.NextLocationVersion()};
+  // Offline and persistent: QoS 1/2 deliveries to it are stored before publishers' acks, as
+  // for any persistent session (and every delivery of its queue is then sent the same way:
+  // after its commit). They are held (Session::import_held) and stored again at the import,
+  // after the old leader's entries.
+  const SessionLocation loc{index(), false, true, s.gen(), s.NextLocationVersion()};
   std::vector<std::pair<std::string, std::string>> filters;
   for (const RouteEntry& e : entries) filters.emplace_back(e.filter, e.group);
   Broadcast(
@@ -249,6 +254,9 @@ void WorkerCore::HandoffImport(const records::SessionTransfer& t,
     s->import_held.clear();
     size_t dropped = 0;
     for (Delivery& d : held) {
+      // Stored under its own (older) id: finished there, and stored again below.
+      if (d.durable) ReleaseStored(cid, *d.message);
+      d.durable = false;
       if (d.message->origin != 0 && have.contains({d.message->origin, d.message->origin_seq})) {
         ++dropped;
         continue;

@@ -109,7 +109,10 @@ def test_a_joining_node_takes_about_a_third(etcd, cluster_node):
     before = wait_until(lambda: placed_on(ctl_status(etcd), ["a", "b"]) and ctl_status(etcd))
     assert before
     cluster_node("c")
-    after = wait_until(lambda: placed_on(ctl_status(etcd), ["a", "b", "c"]) and ctl_status(etcd))
+    # Copy-then-flip: c gets its share as each partition's sessions are copied over; done
+    # when no move is left.
+    settled = lambda s: placed_on(s, ["a", "b", "c"]) and not s["moves"] and s  # noqa: E731
+    after = wait_until(lambda: settled(ctl_status(etcd)))
     assert after
     assert after["map_revision"] > before["map_revision"]
     moved = nodes_by_id(after)["c"]["partitions_led"]

@@ -239,7 +239,7 @@ def test_clients_of_partitions_that_move_are_sent_to_the_new_leader(etcd, cluste
         assert c.connect("mover-%d" % i).rc == 0
         clients["mover-%d" % i] = c
     cluster_node("s2", role="store", lease_ttl=LEASE_TTL)  # takes about half the partitions
-    status = wait_until(lambda: (lambda s: placed_on(s, ["s1", "s2"]) and
+    status = wait_until(lambda: (lambda s: placed_on(s, ["s1", "s2"]) and not s["moves"] and
                                  all_applied(s, ["s1", "s2", "f1"]) and s)(ctl_status(etcd)))
     assert status
     leaders = status["leaders"]
