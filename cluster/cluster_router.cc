@@ -54,9 +54,13 @@ void ClusterRouter::Later(std::function<void()> fn) {
   LaterLocked(std::move(fn));
 }
 
-void ClusterRouter::LaterLocked(std::function<void()> fn) {
+void ClusterRouter::LaterLocked(std::function<void()> fn, std::chrono::milliseconds delay) {
   if (stopped_) return;
-  later_.emplace_back(std::chrono::steady_clock::now() + kRefusedRetryDelay, std::move(fn));
+  const auto at = std::chrono::steady_clock::now() + delay;
+  // In time order (most calls use the same delay, so this is usually the end).
+  auto pos = later_.end();
+  while (pos != later_.begin() && std::prev(pos)->first > at) --pos;
+  later_.emplace(pos, at, std::move(fn));
   retry_cv_.notify_all();
 }
 

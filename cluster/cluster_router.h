@@ -115,6 +115,9 @@ class ClusterRouter final : public Router, public PeerHandler {
   // How long a publish for a partition this node just gained waits for every live member's
   // routes (RoutesSynced) before it is routed with the routes in place.
   static constexpr std::chrono::milliseconds kGateWait{2000};
+  // A hand-off from this node that has not flipped this long after it started is started
+  // again (a lost item, a new leader that could not write its record).
+  static constexpr std::chrono::milliseconds kHandoffTimeout{30000};
 
   struct Stats {
     uint64_t forwarded = 0;        // publishes handed to an owner on another node
@@ -202,7 +205,9 @@ class ClusterRouter final : public Router, public PeerHandler {
   void ForwardAttempt(const records::Message& message, Done done, int attempt);
   // Runs `fn` on the retry thread after kRefusedRetryDelay (dropped if the router stops).
   void Later(std::function<void()> fn);
-  void LaterLocked(std::function<void()> fn);  // the same, under mu_
+  // The same, under mu_, after `delay`.
+  void LaterLocked(std::function<void()> fn,
+                   std::chrono::milliseconds delay = kRefusedRetryDelay);
   void RetryLoop();
   void OnRouteAck(const RouteKey& key, const Owner& owner, const absl::Status& st);
 

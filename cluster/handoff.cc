@@ -108,6 +108,23 @@ void ClusterRouter::StartHandoffLocked(uint32_t p, const std::string& to,
   h.stage = Handoff::Stage::kFreezing;
   frozen_[p] = true;
   const uint32_t parts = map_.record.partitions();
+  // A step that never completes (an item lost with a broken stream after its ack) would hold
+  // the partition frozen: start again. Once the data is sent, the new leader has it and the
+  // flip is the controller's (the record is written until it succeeds).
+  LaterLocked(
+      [this, p, attempt = h.attempt] {
+        {
+          std::lock_guard lock(mu_);
+          auto it = handoffs_.find(p);
+          if (it == handoffs_.end() || it->second.attempt != attempt ||
+              it->second.stage == Handoff::Stage::kSent) {
+            return;
+          }
+        }
+        RestartHandoff(p, attempt, "stuck for " + std::to_string(kHandoffTimeout.count() / 1000) +
+                                       " s");
+      },
+      kHandoffTimeout);
   SHARDMQ_LOG(DEBUG) << "partition " << p << ": handing its sessions off to " << to
                     << " (attempt " << h.attempt << ")";
   after->push_back([this, p, parts, to, epoch = h.epoch, attempt = h.attempt,
@@ -258,10 +275,9 @@ void ClusterRouter::MarkHandoffReady(uint32_t p, const std::string& from, uint64
   // unreachable) is tried again while the hand-off is still on.
   const absl::Status st = ready(p, from, epoch);
   if (st.ok()) return;
-  if (tries >= kMaxRefusedRetries) {
-    SHARDMQ_LOG(WARNING) << "partition " << p << ": could not write its hand-off record: "
-                         << st.message();
-    return;
+  if (tries % 50 == 0) {
+    SHARDMQ_LOG(WARNING) << "partition " << p << ": could not write its hand-off record ("
+                         << st.message() << "); trying again";
   }
   Later([this, p, from, epoch, attempt, tries] {
     MarkHandoffReady(p, from, epoch, attempt, tries + 1);
@@ -288,8 +304,10 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, const v1::P
       const uint32_t p = o.partition();
       uint32_t parts = 0;
       bool earlier = false;
+      std::function<void(uint32_t)> clear;
       {
         std::lock_guard lock(mu_);
+        clear = handoff_clear_;
         parts = map_.record.partitions();
         if (parts == 0 || p >= parts) {
           out.push_back(Outgoing{sender, StepItem(p, o.epoch(), o.attempt(),
@@ -317,7 +335,11 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, const v1::P
                           << " session(s) over from " << sender << " (attempt " << o.attempt()
                           << ")";
       }
-      if (earlier) local_.HandoffFinish(p, parts, /*outgoing=*/false, /*moved=*/false);
+      if (earlier) {
+        // An earlier attempt's copies go; so does its record, if it got that far.
+        if (clear) clear(p);
+        local_.HandoffFinish(p, parts, /*outgoing=*/false, /*moved=*/false);
+      }
       local_.HandoffPrepare(
           p, parts, {o.sessions().begin(), o.sessions().end()},
           [this, p, sender, epoch = o.epoch(), attempt = o.attempt(),

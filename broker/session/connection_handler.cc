@@ -947,7 +947,9 @@ void ConnectionHandler::OnDeadline(int64_t now_ms) {
 // ---------------------------------------------------------------- relaying (cluster mode)
 
 namespace {
-constexpr int kMaxRelayTries = 50;
+// 10 s: long enough for a fencing refusal to meet a newer map, and for the hand-off of a
+// moving partition's sessions (the old leader refuses their connects until the flip).
+constexpr int kMaxRelayTries = 100;
 constexpr std::chrono::milliseconds kRelayRetryDelay{100};
 }  // namespace
 
