@@ -22,6 +22,12 @@ v1::PeerItem RouteItemOf(const std::pair<std::string, std::string>& key, bool ad
 
 ClusterRouter::ClusterRouter(std::string self_id, LocalDelivery& local)
     : self_(std::move(self_id)), local_(local) {
+  // Hand-off attempts are numbered from the start time, so a restarted node's attempts never
+  // repeat the numbers of its previous incarnation's.
+  handoff_attempts_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count())
+                      << 12;
   retry_thread_ = std::thread([this] { RetryLoop(); });
 }
 

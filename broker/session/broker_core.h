@@ -58,6 +58,8 @@ struct WorkerStats {
   std::atomic<uint64_t> retained_rejected_count{0};
   std::atomic<uint64_t> retained_rejected_size{0};
   std::atomic<uint64_t> storage_errors{0};
+  // Relayed client connections closed because their session's node lagged too far behind.
+  std::atomic<uint64_t> relay_overloads{0};
   std::atomic<uint64_t> protocol_errors{0};
   std::atomic<int64_t> sessions{0};  // resident on this worker
   std::atomic<int64_t> subscriptions{0};

@@ -947,6 +947,9 @@ void ConnectionHandler::OnDeadline(int64_t now_ms) {
 // ---------------------------------------------------------------- relaying (cluster mode)
 
 namespace {
+// A relayed client's bytes not yet acknowledged by its session's node, beyond which its
+// connection is closed (or twice mqtt.max_packet_size, if larger).
+constexpr size_t kMaxRelayUnackedBytes = 4 << 20;
 // 10 s: long enough for a fencing refusal to meet a newer map, and for the hand-off of a
 // moving partition's sessions (the old leader refuses their connects until the flip).
 constexpr int kMaxRelayTries = 100;
@@ -1016,9 +1019,34 @@ void ConnectionHandler::RelayUp(std::string_view data) {
 }
 
 void ConnectionHandler::SendUp(std::string_view data) {
+  const size_t n = data.size();
+  relay_->unacked_up += n;
   core_.broker().router()->RelaySend(
       relay_->node, relay_->conn, /*upstream=*/true, std::string(data), /*close=*/false,
-      OnLinkFailure([](ConnectionHandler& h) { h.OnRelayNodeGone(); }));
+      [weak = weak_from_this(), core = &core_, n](const absl::Status& st) {
+        core->worker().Post([weak, n, ok = st.ok()] {
+          auto h = weak.lock();
+          if (!h || h->relay_ == nullptr) return;
+          if (!ok) {
+            h->OnRelayNodeGone();
+            return;
+          }
+          h->relay_->unacked_up -= std::min(n, h->relay_->unacked_up);
+        });
+      });
+  // Overload protection: a client that sends faster than its session's node takes its bytes
+  // (a QoS 0 flood; QoS 1/2 is bounded by the in-flight window) would make this node buffer
+  // without bound. Past the limit the connection is closed (logged and counted); the client
+  // connects again. (Holding the socket instead is not built: docs/cluster.md.)
+  const size_t limit =
+      std::max<size_t>(kMaxRelayUnackedBytes, 2 * size_t{core_.broker().mqtt().max_packet_size()});
+  if (relay_->unacked_up > limit && state_ == State::kRelaying) {
+    SHARDMQ_LOG(WARNING) << Describe() << "closing: " << relay_->unacked_up
+                         << " bytes of this client wait for its session's node " << relay_->node
+                         << " (more than " << limit << ")";
+    core_.stats().Add(core_.stats().relay_overloads);
+    CloseConnection(true);
+  }
 }
 
 void ConnectionHandler::RelayWritten(size_t pending_bytes) {

@@ -176,6 +176,7 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
     std::string held;           // client bytes after the open, held until confirmed
     int tries = 0;              // opens refused (fencing), or places unavailable
     bool downstream_congested = false;  // S was told the client's socket is congested
+    size_t unacked_up = 0;      // client bytes sent to S, not yet acknowledged by its node
     std::unique_ptr<boost::asio::steady_timer> retry;
   };
   std::unique_ptr<Relay> relay_;

@@ -89,7 +89,17 @@ std::vector<Session*> WorkerCore::SessionsOfPartition(uint32_t p, uint32_t parts
   return out;
 }
 
-void WorkerCore::DiscardSession(Session& s) {
+void WorkerCore::DiscardSession(Session& session) {
+  if (ConnectionHandler* c = session.connection(); c != nullptr) {
+    // A connect that got in before the partition froze (or a stale copy's client): it goes
+    // first, and the session with it if it was not persistent.
+    const std::string cid = session.client_id();
+    const uint64_t gen = session.gen();
+    c->shared_from_this()->Kick(codec::ReasonCode::kUseAnotherServer);
+    Session* again = FindSession(cid);
+    if (again == nullptr || again->gen() != gen) return;
+  }
+  Session& s = session;
   // No will: the session lives on at another node (or this was a copy).
   s.will.reset();
   for (Delivery& d : s.import_held) {
