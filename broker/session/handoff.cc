@@ -146,12 +146,7 @@ void WorkerCore::HandoffPrepare(const records::SessionTransfer& offered,
   broker_.Adopt(cid, index());
   std::vector<RouteEntry> entries;
   for (const records::Subscription& sub : offered.subscriptions()) {
-    SubscriptionOptions o;
-    o.qos = static_cast<uint8_t>(sub.qos());
-    o.no_local = sub.no_local();
-    o.retain_as_published = sub.retain_as_published();
-    o.retain_handling = static_cast<uint8_t>(sub.retain_handling());
-    o.subscription_id = sub.subscription_id();
+    const SubscriptionOptions o = OptionsOf(sub);
     s.subscriptions[sub.filter()] = o;
     RouteEntry e;
     e.client_id = cid;

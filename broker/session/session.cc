@@ -57,6 +57,27 @@ Message FromRecord(const records::Message& r) {
   return m;
 }
 
+SubscriptionOptions OptionsOf(const records::Subscription& r) {
+  SubscriptionOptions o;
+  o.qos = static_cast<uint8_t>(r.qos());
+  o.no_local = r.no_local();
+  o.retain_as_published = r.retain_as_published();
+  o.retain_handling = static_cast<uint8_t>(r.retain_handling());
+  o.subscription_id = r.subscription_id();
+  return o;
+}
+
+records::Subscription RecordOf(const std::string& filter, const SubscriptionOptions& o) {
+  records::Subscription r;
+  r.set_filter(filter);
+  r.set_qos(o.qos);
+  r.set_no_local(o.no_local);
+  r.set_retain_as_published(o.retain_as_published);
+  r.set_retain_handling(o.retain_handling);
+  r.set_subscription_id(o.subscription_id);
+  return r;
+}
+
 // ---------------------------------------------------------------- Session
 
 Session::Session(WorkerCore& core, std::string client_id, uint64_t gen)
@@ -145,15 +166,7 @@ void Session::ExportHeader(records::SessionTransfer* out) const {
   r->set_protocol_version(static_cast<uint32_t>(version));
   r->set_expiry_interval_s(expiry_s);
   r->set_disconnected_at_ms(static_cast<uint64_t>(disconnected_at_ms_));
-  for (const auto& [filter, o] : subscriptions) {
-    records::Subscription* sub = out->add_subscriptions();
-    sub->set_filter(filter);
-    sub->set_qos(o.qos);
-    sub->set_no_local(o.no_local);
-    sub->set_retain_as_published(o.retain_as_published);
-    sub->set_retain_handling(o.retain_handling);
-    sub->set_subscription_id(o.subscription_id);
-  }
+  for (const auto& [filter, o] : subscriptions) *out->add_subscriptions() = RecordOf(filter, o);
 }
 
 void Session::Export(records::SessionTransfer* out) const {
@@ -256,14 +269,7 @@ void Session::Persist() {
 
 void Session::StoreSubscription(const std::string& filter, const SubscriptionOptions& o) {
   if (!stored_) return;
-  records::Subscription r;
-  r.set_filter(filter);
-  r.set_qos(o.qos);
-  r.set_no_local(o.no_local);
-  r.set_retain_as_published(o.retain_as_published);
-  r.set_retain_handling(o.retain_handling);
-  r.set_subscription_id(o.subscription_id);
-  core_->batch().PutSubscription(client_id_, r);
+  core_->batch().PutSubscription(client_id_, RecordOf(filter, o));
 }
 
 void Session::StoreUnsubscription(const std::string& filter) {
@@ -315,13 +321,7 @@ void Session::Restore(const storage::StoredSession& stored,
   disconnected_at_ms_ = static_cast<int64_t>(r.disconnected_at_ms());
   stored_ = true;
   for (const records::Subscription& sub : stored.subscriptions) {
-    SubscriptionOptions o;
-    o.qos = static_cast<uint8_t>(sub.qos());
-    o.no_local = sub.no_local();
-    o.retain_as_published = sub.retain_as_published();
-    o.retain_handling = static_cast<uint8_t>(sub.retain_handling());
-    o.subscription_id = sub.subscription_id();
-    subscriptions[sub.filter()] = o;
+    subscriptions[sub.filter()] = OptionsOf(sub);
   }
   if (stored.will) {
     WillSpec w;

@@ -34,6 +34,10 @@ struct SubscriptionOptions {
   uint32_t subscription_id = 0;
 };
 
+// A stored subscription's options, and the stored form of a subscription.
+SubscriptionOptions OptionsOf(const records::Subscription& record);
+records::Subscription RecordOf(const std::string& filter, const SubscriptionOptions& options);
+
 struct WillSpec {
   MessagePtr message;            // expiry_at_ms unset: the expiry starts when it is published
   uint32_t message_expiry_s = 0; // 0 = none
