@@ -37,8 +37,9 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Start(ClusterNodeOptio
   node->membership_ = std::make_unique<Membership>(*node->etcd_, mo, *node);
   node->router_->set_lease_check([m = node->membership_.get()] { return m->LeaseValid(); });
   node->router_->set_handoff_hooks(
-      [m = node->membership_.get()](uint32_t p, const std::string& from, uint64_t epoch) {
-        return m->MarkHandoffReady(p, from, epoch);
+      [m = node->membership_.get()](uint32_t p, const std::string& from, int64_t from_lease,
+                                    uint64_t epoch) {
+        return m->MarkHandoffReady(p, from, from_lease, epoch);
       },
       [m = node->membership_.get()](uint32_t p) { m->ClearHandoff(p); });
   absl::Status st = node->membership_->Start();

@@ -752,7 +752,7 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
     case v1::PeerItem::kHandoffOffer:
     case v1::PeerItem::kHandoffStep:
     case v1::PeerItem::kHandoffData:
-      return HandleHandoff(sender, item);
+      return HandleHandoff(sender, sender_lease, item);
     case v1::PeerItem::KIND_NOT_SET:
       return absl::OkStatus();
   }

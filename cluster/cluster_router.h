@@ -88,8 +88,10 @@ class ClusterRouter final : public Router, public PeerHandler {
   // Partition hand-off: this node (the new leader) holds the sessions of `partition` copied
   // from `from` (leader at `epoch`): tell the controller (Membership::MarkHandoffReady); and
   // the record is no longer needed (Membership::ClearHandoff).
-  void set_handoff_hooks(std::function<absl::Status(uint32_t, const std::string&, uint64_t)> ready,
-                         std::function<void(uint32_t)> clear) {
+  // The hook's arguments: partition, from, from's lease, epoch.
+  using HandoffReady =
+      std::function<absl::Status(uint32_t, const std::string&, int64_t, uint64_t)>;
+  void set_handoff_hooks(HandoffReady ready, std::function<void(uint32_t)> clear) {
     std::lock_guard lock(mu_);
     handoff_ready_ = std::move(ready);
     handoff_clear_ = std::move(clear);
@@ -226,6 +228,7 @@ class ClusterRouter final : public Router, public PeerHandler {
     };
     bool outgoing = false;  // this node is the move's `from`
     std::string peer;       // the other end
+    int64_t peer_lease = 0; // to: the lease of `from` when it offered
     uint64_t epoch = 0;     // of the partition when the move was planned
     int64_t planned_at = 0; // map revision that listed the move (to: from the offer)
     uint64_t attempt = 0;   // a restart after a failure is a new attempt
@@ -243,10 +246,11 @@ class ClusterRouter final : public Router, public PeerHandler {
   void BarrierDoneLocked(uint32_t p, Handoff& h, std::vector<std::function<void()>>* after);
   void SendHandoffData(uint32_t p, uint64_t epoch, uint64_t attempt, const std::string& to,
                        LocalDelivery::Sessions sessions);
-  absl::Status HandleHandoff(const std::string& sender, const v1::PeerItem& item);
+  absl::Status HandleHandoff(const std::string& sender, int64_t sender_lease,
+                             const v1::PeerItem& item);
   // As the new leader, with the sessions stored: writes handoffs/<p> (handoff_ready_).
-  void MarkHandoffReady(uint32_t p, const std::string& from, uint64_t epoch, uint64_t attempt,
-                        int tries);
+  void MarkHandoffReady(uint32_t p, const std::string& from, int64_t from_lease, uint64_t epoch,
+                        uint64_t attempt, int tries);
   bool FrozenLocked(uint32_t p) const { return p < frozen_.size() && frozen_[p]; }
   // Delivery barrier: every publish routed here takes a ticket (under mu_) and returns it once
   // its deliveries are handed to their links and to LocalDelivery. DeliveryBarrier (not under
@@ -264,7 +268,7 @@ class ClusterRouter final : public Router, public PeerHandler {
   std::map<uint32_t, Handoff> handoffs_;
   std::vector<bool> frozen_;  // partitions whose sessions are being handed off from here
   uint64_t handoff_attempts_ = 0;
-  std::function<absl::Status(uint32_t, const std::string&, uint64_t)> handoff_ready_;
+  HandoffReady handoff_ready_;
   std::function<void(uint32_t)> handoff_clear_;
   uint64_t delivery_epoch_ = 0;  // under mu_
   std::atomic<int64_t> tickets_[2] = {0, 0};

@@ -258,9 +258,9 @@ void ClusterRouter::SendHandoffData(uint32_t p, uint64_t epoch, uint64_t attempt
   Send(std::move(out));
 }
 
-void ClusterRouter::MarkHandoffReady(uint32_t p, const std::string& from, uint64_t epoch,
-                                     uint64_t attempt, int tries) {
-  std::function<absl::Status(uint32_t, const std::string&, uint64_t)> ready;
+void ClusterRouter::MarkHandoffReady(uint32_t p, const std::string& from, int64_t from_lease,
+                                     uint64_t epoch, uint64_t attempt, int tries) {
+  HandoffReady ready;
   {
     std::lock_guard lock(mu_);
     auto it = handoffs_.find(p);
@@ -273,14 +273,14 @@ void ClusterRouter::MarkHandoffReady(uint32_t p, const std::string& from, uint64
   if (!ready) return;
   // The controller flips the partition once it sees the record. A failed write (etcd briefly
   // unreachable) is tried again while the hand-off is still on.
-  const absl::Status st = ready(p, from, epoch);
+  const absl::Status st = ready(p, from, from_lease, epoch);
   if (st.ok()) return;
   if (tries % 50 == 0) {
     SHARDMQ_LOG(WARNING) << "partition " << p << ": could not write its hand-off record ("
                          << st.message() << "); trying again";
   }
-  Later([this, p, from, epoch, attempt, tries] {
-    MarkHandoffReady(p, from, epoch, attempt, tries + 1);
+  Later([this, p, from, from_lease, epoch, attempt, tries] {
+    MarkHandoffReady(p, from, from_lease, epoch, attempt, tries + 1);
   });
 }
 
@@ -295,7 +295,8 @@ void ClusterRouter::HandoffsOnMembersLocked(std::vector<std::function<void()>>* 
   }
 }
 
-absl::Status ClusterRouter::HandleHandoff(const std::string& sender, const v1::PeerItem& item) {
+absl::Status ClusterRouter::HandleHandoff(const std::string& sender, int64_t sender_lease,
+                                          const v1::PeerItem& item) {
   std::vector<Outgoing> out;
   std::vector<std::function<void()>> after;
   switch (item.kind_case()) {
@@ -320,6 +321,7 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, const v1::P
           h = Handoff{};
           h.outgoing = false;
           h.peer = sender;
+          h.peer_lease = sender_lease;
           h.epoch = o.epoch();
           h.planned_at = o.map_revision();
           h.attempt = o.attempt();
@@ -430,7 +432,8 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, const v1::P
       const size_t n = sessions.size();
       local_.HandoffImport(
           p, parts, std::move(sessions),
-          [this, p, sender, n, epoch = d.epoch(), attempt = d.attempt()](const absl::Status& st) {
+          [this, p, sender, sender_lease, n, epoch = d.epoch(),
+           attempt = d.attempt()](const absl::Status& st) {
             std::vector<Outgoing> cancel;
             {
               std::lock_guard lock(mu_);
@@ -460,8 +463,8 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, const v1::P
                                 << " session(s) from " << sender << "; waiting for the flip";
             }
             // etcd is written off this (worker) thread.
-            Later([this, p, sender, epoch, attempt] {
-              MarkHandoffReady(p, sender, epoch, attempt, 0);
+            Later([this, p, sender, sender_lease, epoch, attempt] {
+              MarkHandoffReady(p, sender, sender_lease, epoch, attempt, 0);
             });
           });
       return absl::OkStatus();

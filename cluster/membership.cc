@@ -83,8 +83,10 @@ bool PlanPartitionMap(const v1::PartitionMapRecord& current,
     // listed until `want` says it holds them (handoffs/<p>), then the leader flips.
     if (!a->leader().empty() && stores.contains(a->leader())) {
       auto r = ready.find(p);
+      auto from = alive.find(a->leader());
       const bool copied = r != ready.end() && r->second.from() == a->leader() &&
-                          r->second.to() == want && r->second.epoch() == a->epoch();
+                          r->second.to() == want && r->second.epoch() == a->epoch() &&
+                          from != alive.end() && r->second.from_lease() == from->second.lease();
       if (!copied) {
         v1::PartitionMove* m = next->add_moves();
         m->set_partition(p);
@@ -265,10 +267,11 @@ void Membership::Stop() {
 }
 
 absl::Status Membership::MarkHandoffReady(uint32_t partition, const std::string& from,
-                                          uint64_t epoch) {
+                                          int64_t from_lease, uint64_t epoch) {
   v1::HandoffRecord rec;
   rec.set_partition(partition);
   rec.set_from(from);
+  rec.set_from_lease(from_lease);
   rec.set_to(options_.node_id);
   rec.set_epoch(epoch);
   auto put = etcd_.Put(Key("handoffs/" + std::to_string(partition)), RecordToJson(rec), lease_.load());

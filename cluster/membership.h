@@ -112,10 +112,12 @@ class Membership {
   absl::Status Drain(std::chrono::milliseconds timeout);
 
   // Partition hand-off (PartitionMove): this node, the move's `to`, holds the sessions of
-  // `partition` copied from `from` (which led it at `epoch`): writes handoffs/<partition>
+  // `partition` copied from `from` (which led it at `epoch`, with lease `from_lease`): writes
+  // handoffs/<partition>
   // under this node's lease, so the controller flips the partition. ClearHandoff removes the
   // record once the flip is seen (or the move was cancelled).
-  absl::Status MarkHandoffReady(uint32_t partition, const std::string& from, uint64_t epoch);
+  absl::Status MarkHandoffReady(uint32_t partition, const std::string& from, int64_t from_lease,
+                                uint64_t epoch);
   void ClearHandoff(uint32_t partition);
 
   PartitionMap map() const;

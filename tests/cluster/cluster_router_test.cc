@@ -686,9 +686,10 @@ class HandoffTest : public ClusterRouterTest {
   };
   void HookReady(TestNode& n, Ready& r) {
     n.router.set_handoff_hooks(
-        [&r](uint32_t p, const std::string& from, uint64_t epoch) {
+        [&r](uint32_t p, const std::string& from, int64_t from_lease, uint64_t epoch) {
           std::lock_guard lock(r.mu);
-          r.calls.push_back(std::to_string(p) + " " + from + " " + std::to_string(epoch));
+          r.calls.push_back(std::to_string(p) + " " + from + "@" + std::to_string(from_lease) +
+                            " " + std::to_string(epoch));
           return absl::OkStatus();
         },
         [&r](uint32_t p) {
@@ -712,7 +713,9 @@ TEST_F(HandoffTest, TheOldLeaderCopiesItsSessionsOverBeforeTheFlipAndDeletesThem
   ASSERT_TRUE(test::WaitFor([&] { return Count(ready) == 1; }, 10s));
   {
     std::lock_guard lock(ready.mu);
-    EXPECT_EQ(ready.calls[0], std::to_string(p) + " a 0");
+    // From a's current incarnation (its lease): a record of an earlier one flips nothing.
+    EXPECT_EQ(ready.calls[0],
+              std::to_string(p) + " a@" + std::to_string(members_["a"].lease()) + " 0");
   }
   EXPECT_THAT(node("a").inbox.handoff(),
               ::testing::ElementsAre("freeze " + std::to_string(p), "export " + std::to_string(p)));

@@ -95,7 +95,11 @@ class Copier {
         const uint64_t epoch = map.EpochOf(m.partition());
         if (!done.insert({m.partition(), epoch}).second) continue;
         ++moves_seen_;
-        EXPECT_OK(node_.membership->MarkHandoffReady(m.partition(), m.from(), epoch));
+        const auto members = node_.membership->members();
+        auto from = members.find(m.from());
+        ASSERT_NE(from, members.end());
+        EXPECT_OK(node_.membership->MarkHandoffReady(m.partition(), m.from(),
+                                                     from->second.lease(), epoch));
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }

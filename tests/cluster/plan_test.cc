@@ -35,6 +35,7 @@ struct World {
       r.set_from(m.from());
       r.set_to(m.to());
       r.set_epoch(map.assignments(m.partition()).epoch());
+      r.set_from_lease(alive.at(m.from()).lease());
     }
   }
 };
@@ -93,6 +94,15 @@ TEST(PlanPartitionMapTest, AJoiningNodeTakesItsRingShareCopyThenFlip) {
   w.ready[some].set_to("d");
   w.ready[some].set_epoch(second.assignments(some).epoch() + 7);
   EXPECT_FALSE(w.Plan(second, &third));
+  // Nor does a record of the old leader's previous incarnation (it restarted since the copy).
+  w.CopyAll(second);
+  const std::string from = second.moves(0).from();
+  w.alive[from].set_lease(w.alive[from].lease() + 1);
+  ASSERT_TRUE(w.Plan(second, &third));  // the moves of other leaders flip
+  for (const v1::PartitionMove& m : third.moves()) EXPECT_EQ(m.from(), from);
+  EXPECT_GT(third.moves_size(), 0);
+  w.alive[from].set_lease(w.alive[from].lease() - 1);
+  w.ready.clear();
   // Once d holds the copies, exactly the moved partitions flip, each with a new epoch.
   w.CopyAll(second);
   ASSERT_TRUE(w.Plan(second, &third));
