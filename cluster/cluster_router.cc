@@ -260,6 +260,9 @@ void ClusterRouter::RoutePublishLocked(const std::string& origin, const records:
     for (const auto& [id, m] : members_) {
       if (id != origin) scope(id).plain = true;
     }
+    for (const std::string& node : matches.plain) {  // a down store node's subscribers
+      if (down_stores_.contains(node)) scope(node).plain = true;
+    }
   } else {
     for (const std::string& node : matches.plain) {
       if (node != origin) scope(node).plain = true;
@@ -269,7 +272,13 @@ void ClusterRouter::RoutePublishLocked(const std::string& origin, const records:
   // (the origin included: it leaves shared subscriptions to the owner).
   for (const auto& [key, nodes] : matches.shared) {
     uint64_t& rr = shared_rr_[key];
-    const std::string& pick = nodes[rr++ % nodes.size()];
+    // Members on a node that is down get a message only if no other node has members.
+    std::vector<std::string> up;
+    for (const std::string& n : nodes) {
+      if (n == self_ || AliveLocked(n)) up.push_back(n);
+    }
+    const std::vector<std::string>& from = up.empty() ? nodes : up;
+    const std::string& pick = from[rr++ % from.size()];
     scope(pick).shared.push_back(key);
   }
   for (auto& [node, sc] : per_node) {
@@ -286,6 +295,26 @@ void ClusterRouter::RoutePublishLocked(const std::string& origin, const records:
       v1::SharedPick* pick = d->add_shared();
       pick->set_group(group);
       pick->set_filter(filter);
+    }
+    if (auto down = down_stores_.find(node); down != down_stores_.end()) {
+      // A store node that is down, whose sessions wait for it with their subscriptions: it
+      // gets the message when it is back (QoS 0 is not kept for an offline session anyway).
+      if (message.qos() == 0) continue;
+      DownStore& ds = down->second;
+      ds.bytes += message.payload().size();
+      ds.held.push_back(std::move(item));
+      while (ds.held.size() > 1 &&
+             (ds.held.size() > kMaxHeldForDown || ds.bytes > kMaxHeldBytesForDown)) {
+        ds.bytes -= ds.held.front().deliver().message().payload().size();
+        ds.held.pop_front();
+        if (ds.dropped++ % 10000 == 0) {
+          SHARDMQ_LOG(WARNING) << "more than " << kMaxHeldForDown << " messages or "
+                               << (kMaxHeldBytesForDown >> 20) << " MiB held for node " << node
+                               << ", which is down: dropping the oldest";
+        }
+        ++stats_.held_for_down_dropped;
+      }
+      continue;
     }
     out->push_back(Outgoing{node, std::move(item), nullptr, message.qos() == 0});
     ++stats_.routed_out;
@@ -896,6 +925,17 @@ void ClusterRouter::OnMap(const PartitionMap& map) {
       }
     }
     map_ = map;
+    // A down store node whose partitions no longer wait for it (`ctl remove`): its sessions
+    // are not served any more, so nothing is held for them.
+    for (auto it = down_stores_.begin(); it != down_stores_.end();) {
+      if (WaitedForLocked(it->first)) {
+        ++it;
+        continue;
+      }
+      stats_.held_for_down_dropped += it->second.held.size();
+      owner_routes_.DropNode(it->first);
+      it = down_stores_.erase(it);
+    }
     for (auto& [key, lf] : local_filters_) RegisterLocked(key, lf, &out);
     MarkSyncedLocked(&out);
     FlushHeldLocked(false, &out, &flushed, &flushed_here);
@@ -926,7 +966,15 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
       if (now != members.end() && now->second.lease() == old.lease()) continue;
       if (id == self_) continue;
       gone.push_back(id);
-      owner_routes_.DropNode(id);
+      if (now == members.end() && WaitedForLocked(id)) {
+        // Down, and its partitions wait for it: its routes stay, and what they match is held
+        // for it (RoutePublishLocked) until it is back.
+        down_stores_.try_emplace(id);
+        SHARDMQ_LOG(WARNING) << "store node " << id << " is down: holding QoS 1/2 messages "
+                             << "for its sessions until it is back";
+      } else {
+        owner_routes_.DropNode(id);
+      }
       if (auto l = links_.find(id); l != links_.end()) {
         closed_batches_ += l->second->batches_sent();
         closed_items_ += l->second->items_sent();
@@ -938,6 +986,24 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
     for (const auto& [id, m] : members_) {
       if (id == self_ || links_.contains(id) || lease_ == 0) continue;
       links_[id] = PeerLink::Create(self_, lease_, id, m.cluster_addr());
+    }
+    // Down store nodes that are back: what was held for them goes first on their new link.
+    // Their previous incarnation's routes keep matching until they register theirs again
+    // (OwnerRoutes drops the old ones at the first route of the new incarnation).
+    for (auto it = down_stores_.begin(); it != down_stores_.end();) {
+      if (!members_.contains(it->first)) {
+        ++it;
+        continue;
+      }
+      const std::string& id = it->first;
+      if (!it->second.held.empty()) {
+        SHARDMQ_LOG(INFO) << "node " << id << " is back: sending it the "
+                          << it->second.held.size() << " message(s) held for it";
+      }
+      for (v1::PeerItem& item : it->second.held) {
+        out.push_back(Outgoing{id, std::move(item), nullptr});
+      }
+      it = down_stores_.erase(it);
     }
     // Forget registrations at owners that are gone (or restarted), then register where missing.
     for (auto& [key, lf] : local_filters_) {
@@ -973,6 +1039,7 @@ ClusterRouter::Stats ClusterRouter::stats() const {
   out.owner_routes = owner_routes_.route_count();
   out.local_filters = local_filters_.size();
   out.handoffs_active = handoffs_.size();
+  for (const auto& [id, d] : down_stores_) out.held_for_down += d.held.size();
   out.batches_out = closed_batches_;  // counters: links that closed still count
   out.items_out = closed_items_;
   for (const auto& [id, link] : links_) {

@@ -142,7 +142,13 @@ class ClusterRouter final : public Router, public PeerHandler {
     uint64_t handoff_sessions_out = 0;  // sessions sent in hand-offs
     uint64_t handoff_sessions_in = 0;   // sessions received and stored in hand-offs
     uint64_t handoffs_active = 0;       // hand-offs this node takes part in, not flipped yet
+    uint64_t held_for_down = 0;         // QoS 1/2 deliveries held for down store nodes (now)
+    uint64_t held_for_down_dropped = 0; // ... dropped: over kMaxHeldForDown, or node removed
   };
+  // QoS 1/2 deliveries an owner holds for one down store node, in count and payload bytes
+  // (the oldest are dropped beyond either).
+  static constexpr size_t kMaxHeldForDown = 100000;
+  static constexpr size_t kMaxHeldBytesForDown = 256 << 20;
   Stats stats() const;
 
  private:
@@ -236,6 +242,19 @@ class ClusterRouter final : public Router, public PeerHandler {
     std::set<std::string> barrier;            // from: store nodes yet to answer
     std::vector<records::SessionTransfer> data;  // to: HandoffData so far
   };
+  // Store nodes that are down but whose partitions wait for them (they lead partitions in the
+  // map): as an owner this node keeps their routes and holds the QoS 1/2 deliveries for them,
+  // in memory, and sends them first when the node is back (new lease).
+  struct DownStore {
+    std::deque<v1::PeerItem> held;  // DeliverItems, oldest first
+    size_t bytes = 0;               // their payloads
+    uint64_t dropped = 0;
+  };
+  std::map<std::string, DownStore> down_stores_;
+  bool WaitedForLocked(const std::string& node) const {
+    return map_.revision != 0 && map_.CountLedBy(node) > 0;
+  }
+
   // Starts, finishes and cancels hand-offs for a new map (under mu_); `after` runs outside.
   void HandoffsOnMapLocked(std::vector<std::function<void()>>* after);
   void HandoffsOnMembersLocked(std::vector<std::function<void()>>* after);

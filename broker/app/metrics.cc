@@ -213,6 +213,14 @@ std::vector<MetricFamily> ClusterCollector::Collect() const {
   one("shardmq_cluster_handoffs_in_progress",
       "Partition hand-offs this node takes part in that have not flipped yet.",
       MetricType::Gauge, static_cast<double>(rs.handoffs_active));
+  one("shardmq_cluster_held_for_down_nodes",
+      "QoS 1/2 messages this node, as a topic's owner, holds for store nodes that are down "
+      "(their sessions get them when the node is back).",
+      MetricType::Gauge, static_cast<double>(rs.held_for_down));
+  one("shardmq_cluster_held_for_down_dropped_total",
+      "Messages held for a down store node and then dropped: more than 100,000 (or 256 MiB) "
+      "held for it, or the node was removed from the ring.",
+      MetricType::Counter, static_cast<double>(rs.held_for_down_dropped));
   one("shardmq_cluster_lease_losses_total",
       "Times this node's membership lease expired before it was renewed.", MetricType::Counter,
       static_cast<double>(node_.lease_losses()));

@@ -7,6 +7,7 @@ the controller flip the partition. Shown here under load, with a message id in e
 no acknowledged QoS 1 message is lost, and no QoS 2 message is delivered twice, for sessions
 that were offline during the move and for clients that were connected (disconnected with v5
 0x9C, they reconnect and find their session)."""
+import collections
 import threading
 import time
 
@@ -140,7 +141,7 @@ def drain_queue(port, cid):
     """Reconnects offline session `cid`; returns (session present, {topic: [ids]}) with every
     queued message, acknowledged as it comes."""
     c, ack = connect_retrying(port, cid)
-    got = {Q1: [], Q2: []}
+    got = collections.defaultdict(list)
     awaiting_rel = set()
     while True:
         p = c.try_recv(0.5)
@@ -295,3 +296,42 @@ def test_ctl_drain_moves_a_persistent_session_with_its_queue_and_inflight_state(
     assert (comp.packet_id, comp.rc) == (77, 0)  # not 0x92: the id was known
     again.disconnect()
     pub.disconnect()
+
+
+def test_messages_for_a_dead_store_nodes_sessions_wait_for_it_at_the_owner(etcd, cluster_node):
+    """Item 7 of issue 5: a store node is killed; what is published meanwhile for its
+    persistent sessions (to topics other nodes own, so the publishes succeed) is held by the
+    topic's owner and delivered when the node is back with its data directory."""
+    s1 = cluster_node("s1", role="store", lease_ttl=LEASE_TTL)
+    s2 = cluster_node("s2", role="store", lease_ttl=LEASE_TTL)
+    f1 = cluster_node("f1", role="frontend", lease_ttl=LEASE_TTL)
+    status = wait_until(lambda: settled(ctl_status(etcd), ["s1", "s2"], ["s1", "s2", "f1"]))
+    leaders = status["leaders"]
+
+    def led_by(node, prefix):
+        return next("%s%d" % (prefix, i) for i in range(1000)
+                    if leaders[partition("%s%d" % (prefix, i), 256)] == node)
+
+    sub_id, topic, pub_id = led_by("s2", "waiting-"), led_by("s1", "held/"), led_by("s1", "pub-")
+    sub, _ = connect_retrying(f1.port, sub_id)
+    sub.subscribe([(topic, 1), ("held-retained/#", 1)])
+    sub.disconnect()  # offline: its session on s2 queues
+    s2.kill()
+    assert wait_until(lambda: not nodes_by_id(ctl_status(etcd))["s2"]["alive"], timeout=15)
+    pub, _ = connect_retrying(s1.port, pub_id)
+    for i in range(20):
+        pub.publish_qos(topic, b"%d" % i, 1)  # acknowledged: s1 owns the topic
+    retained = led_by("s1", "held-retained/")
+    pub.publish_qos(retained, b"99", 1, retain=True)
+    assert s1.metric("shardmq_cluster_held_for_down_nodes") == 21
+    pub.disconnect()
+    s2.start()  # same data directory
+    assert wait_until(lambda: settled(ctl_status(etcd), ["s1", "s2"], ["s1", "s2", "f1"]),
+                      timeout=30)
+    assert wait_until(lambda: s1.metric("shardmq_cluster_held_for_down_nodes") == 0)
+    present, got = drain_queue(f1.port, sub_id)
+    assert present
+    assert got[topic] == list(range(20)), dict(got)
+    assert got[retained] == [99], dict(got)
+
+
