@@ -27,6 +27,19 @@ constexpr size_t kDataChunkBytes = 512 << 10;
 
 }  // namespace
 
+ClusterRouter::Outgoing ClusterRouter::HandoffReply(const std::string& to, v1::PeerItem item,
+                                                    int tries) {
+  // An answer lost because the link was not there yet (this node has just joined and does not
+  // know the asker yet) or broke is sent again, so the asker does not wait for its timeout.
+  auto copy = std::make_shared<v1::PeerItem>(item);
+  return Outgoing{to, std::move(item), [this, to, copy, tries](const absl::Status& st) {
+                    if (st.ok() || tries >= kMaxRefusedRetries) return;
+                    Later([this, to, copy, tries] {
+                      Send({HandoffReply(to, *copy, tries + 1)});
+                    });
+                  }};
+}
+
 void ClusterRouter::DeliveryBarrier() {
   std::lock_guard one(barrier_mu_);
   int old;
@@ -311,9 +324,8 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, int64_t sen
         clear = handoff_clear_;
         parts = map_.record.partitions();
         if (parts == 0 || p >= parts) {
-          out.push_back(Outgoing{sender, StepItem(p, o.epoch(), o.attempt(),
-                                                  v1::HandoffStep::CANCEL, "no partition map yet"),
-                                 nullptr});
+          out.push_back(HandoffReply(sender, StepItem(p, o.epoch(), o.attempt(),
+                                                  v1::HandoffStep::CANCEL, "no partition map yet")));
         } else {
           auto old = handoffs_.find(p);
           earlier = old != handoffs_.end() && !old->second.outgoing;
@@ -357,16 +369,14 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, int64_t sen
               }
               if (st.ok()) {
                 it->second.stage = Handoff::Stage::kPrepared;
-                reply.push_back(Outgoing{sender, StepItem(p, epoch, attempt,
-                                                          v1::HandoffStep::ROUTES_READY),
-                                         nullptr});
+                reply.push_back(HandoffReply(sender, StepItem(p, epoch, attempt,
+                                                          v1::HandoffStep::ROUTES_READY)));
               } else {
                 handoffs_.erase(it);
                 drop = true;
-                reply.push_back(Outgoing{sender,
-                                         StepItem(p, epoch, attempt, v1::HandoffStep::CANCEL,
-                                                  std::string(st.message())),
-                                         nullptr});
+                reply.push_back(HandoffReply(
+                    sender, StepItem(p, epoch, attempt, v1::HandoffStep::CANCEL,
+                                     std::string(st.message()))));
               }
             }
             if (drop) {
@@ -385,9 +395,8 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, int64_t sen
         // As an owner: answer after every delivery routed before this point is on its link
         // (the answer then follows them on the stream to the sender).
         DeliveryBarrier();
-        out.push_back(Outgoing{sender, StepItem(p, s.epoch(), s.attempt(),
-                                                v1::HandoffStep::BARRIER_REPLY),
-                               nullptr});
+        out.push_back(HandoffReply(sender, StepItem(p, s.epoch(), s.attempt(),
+                                                v1::HandoffStep::BARRIER_REPLY)));
         break;
       }
       std::lock_guard lock(mu_);
@@ -447,11 +456,10 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, int64_t sen
                 stats_.handoff_sessions_in += n;
               } else {
                 // Stays in kImporting: the old leader's restart (after the cancel) replaces it.
-                cancel.push_back(Outgoing{sender,
-                                          StepItem(p, epoch, attempt, v1::HandoffStep::CANCEL,
-                                                   "storing the sessions failed: " +
-                                                       std::string(st.message())),
-                                          nullptr});
+                cancel.push_back(HandoffReply(
+                    sender, StepItem(p, epoch, attempt, v1::HandoffStep::CANCEL,
+                                     "storing the sessions failed: " +
+                                         std::string(st.message()))));
               }
             }
             if (!cancel.empty()) {
