@@ -273,6 +273,9 @@ class ClusterRouter final : public Router, public PeerHandler {
   // As the new leader, with the sessions stored: writes handoffs/<p> (handoff_ready_).
   void MarkHandoffReady(uint32_t p, const std::string& from, int64_t from_lease, uint64_t epoch,
                         uint64_t attempt, int tries);
+  // The hand-off of `p` if it is attempt `attempt` and at `stage` (a callback's step is still
+  // the current one), else nullptr.
+  Handoff* AtStageLocked(uint32_t p, uint64_t attempt, Handoff::Stage stage);
   bool FrozenLocked(uint32_t p) const { return p < frozen_.size() && frozen_[p]; }
   // Delivery barrier: every publish routed here takes a ticket (under mu_) and returns it once
   // its deliveries are handed to their links and to LocalDelivery. DeliveryBarrier (not under

@@ -40,6 +40,15 @@ ClusterRouter::Outgoing ClusterRouter::HandoffReply(const std::string& to, v1::P
                   }};
 }
 
+ClusterRouter::Handoff* ClusterRouter::AtStageLocked(uint32_t p, uint64_t attempt,
+                                                     Handoff::Stage stage) {
+  auto it = handoffs_.find(p);
+  if (it == handoffs_.end() || it->second.attempt != attempt || it->second.stage != stage) {
+    return nullptr;
+  }
+  return &it->second;
+}
+
 void ClusterRouter::DeliveryBarrier() {
   std::lock_guard one(barrier_mu_);
   int old;
@@ -147,12 +156,9 @@ void ClusterRouter::StartHandoffLocked(uint32_t p, const std::string& to,
       std::vector<Outgoing> out;
       {
         std::lock_guard lock(mu_);
-        auto it = handoffs_.find(p);
-        if (it == handoffs_.end() || it->second.attempt != attempt ||
-            it->second.stage != Handoff::Stage::kFreezing) {
-          return;
-        }
-        it->second.stage = Handoff::Stage::kOffered;
+        Handoff* h = AtStageLocked(p, attempt, Handoff::Stage::kFreezing);
+        if (h == nullptr) return;
+        h->stage = Handoff::Stage::kOffered;
         v1::PeerItem item;
         v1::HandoffOffer* o = item.mutable_handoff_offer();
         o->set_partition(p);
@@ -207,13 +213,10 @@ void ClusterRouter::SendBarriersLocked(uint32_t p, Handoff& h, std::vector<Outgo
     std::vector<std::function<void()>> more;
     {
       std::lock_guard lock(mu_);
-      auto it = handoffs_.find(p);
-      if (it == handoffs_.end() || it->second.attempt != attempt ||
-          it->second.stage != Handoff::Stage::kBarrier) {
-        return;
-      }
-      it->second.barrier.erase(self_);
-      if (it->second.barrier.empty()) BarrierDoneLocked(p, it->second, &more);
+      Handoff* h = AtStageLocked(p, attempt, Handoff::Stage::kBarrier);
+      if (h == nullptr) return;
+      h->barrier.erase(self_);
+      if (h->barrier.empty()) BarrierDoneLocked(p, *h, &more);
     }
     for (auto& fn : more) fn();
   });
@@ -235,12 +238,9 @@ void ClusterRouter::SendHandoffData(uint32_t p, uint64_t epoch, uint64_t attempt
   std::vector<Outgoing> out;
   {
     std::lock_guard lock(mu_);
-    auto it = handoffs_.find(p);
-    if (it == handoffs_.end() || it->second.attempt != attempt ||
-        it->second.stage != Handoff::Stage::kExporting) {
-      return;
-    }
-    it->second.stage = Handoff::Stage::kSent;
+    Handoff* h = AtStageLocked(p, attempt, Handoff::Stage::kExporting);
+    if (h == nullptr) return;
+    h->stage = Handoff::Stage::kSent;
     stats_.handoff_sessions_out += sessions.size();
     size_t i = 0;
     do {
@@ -276,11 +276,8 @@ void ClusterRouter::MarkHandoffReady(uint32_t p, const std::string& from, int64_
   HandoffReady ready;
   {
     std::lock_guard lock(mu_);
-    auto it = handoffs_.find(p);
-    if (it == handoffs_.end() || it->second.attempt != attempt ||
-        it->second.stage != Handoff::Stage::kReady) {
-      return;
-    }
+    Handoff* h = AtStageLocked(p, attempt, Handoff::Stage::kReady);
+    if (h == nullptr) return;
     ready = handoff_ready_;
   }
   if (!ready) return;
@@ -446,13 +443,10 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, int64_t sen
             std::vector<Outgoing> cancel;
             {
               std::lock_guard lock(mu_);
-              auto it = handoffs_.find(p);
-              if (it == handoffs_.end() || it->second.attempt != attempt ||
-                  it->second.stage != Handoff::Stage::kImporting) {
-                return;
-              }
+              Handoff* h = AtStageLocked(p, attempt, Handoff::Stage::kImporting);
+              if (h == nullptr) return;
               if (st.ok()) {
-                it->second.stage = Handoff::Stage::kReady;
+                h->stage = Handoff::Stage::kReady;
                 stats_.handoff_sessions_in += n;
               } else {
                 // Stays in kImporting: the old leader's restart (after the cancel) replaces it.

@@ -400,6 +400,12 @@ class BrokerCore final : public cluster::LocalDelivery {
   void Release(const std::string& client_id, int worker);
   // Removes the entry claimed by `worker`, busy or not (a connect that ends without a session).
   void ReleaseClaim(const std::string& client_id, int worker);
+  // Runs `step` for each session on the worker that holds (or would hold) it; `done` once all
+  // have finished, with the first failure.
+  void OnHomeWorkers(cluster::LocalDelivery::Sessions sessions,
+                     void (WorkerCore::*step)(const records::SessionTransfer&,
+                                              std::function<void(const absl::Status&)>),
+                     cluster::Router::Done done);
   // A session created on `worker` without a connect (a hand-off copy): settled there.
   void Adopt(const std::string& client_id, int worker);
   // The worker that holds `client_id`'s session, or would hold a new one (hash of the id).

@@ -653,17 +653,6 @@ void ConnectionHandler::HandlePubResponse(codec::PubResponse& r) {
   }
 }
 
-namespace {
-// A full filter as the cluster routes it: (filter without $share prefix, group or "").
-std::pair<std::string, std::string> RouteOf(const std::string& full) {
-  topic::SharedFilter shared;
-  if (topic::ParseShared(full, &shared) == topic::ParseSharedResult::kShared) {
-    return {std::string(shared.filter), std::string(shared.group)};
-  }
-  return {full, ""};
-}
-}  // namespace
-
 void ConnectionHandler::HandleSubscribe(codec::Subscribe& s) {
   cluster::Router* router = core_.broker().router();
   if (router == nullptr) {

@@ -18,14 +18,6 @@ namespace {
 
 using Sessions = cluster::LocalDelivery::Sessions;
 
-std::pair<std::string, std::string> PlainAndGroup(const std::string& full) {
-  topic::SharedFilter shared;
-  if (topic::ParseShared(full, &shared) == topic::ParseSharedResult::kShared) {
-    return {std::string(shared.filter), std::string(shared.group)};
-  }
-  return {full, ""};
-}
-
 // Completes `done` with the first failure once `count` parts have finished.
 class Countdown {
  public:
@@ -124,7 +116,6 @@ void WorkerCore::HandoffFreeze(uint32_t p, uint32_t parts, Sessions* headers) {
   for (auto& c : kick) c->Kick(codec::ReasonCode::kUseAnotherServer);
   for (Session* s : SessionsOfPartition(p, parts)) {
     if (s->importing || s->imported) continue;  // a copy from an earlier hand-off, not ours
-    s->Freeze();  // also the sessions whose clients just went
     records::SessionTransfer t;
     s->ExportHeader(&t);
     headers->push_back(std::move(t));
@@ -151,7 +142,7 @@ void WorkerCore::HandoffPrepare(const records::SessionTransfer& offered,
     RouteEntry e;
     e.client_id = cid;
     e.session_gen = s.gen();
-    std::tie(e.filter, e.group) = PlainAndGroup(sub.filter());
+    std::tie(e.filter, e.group) = RouteOf(sub.filter());
     e.qos = o.qos;
     e.no_local = o.no_local;
     e.retain_as_published = o.retain_as_published;
@@ -338,17 +329,23 @@ void BrokerCore::HandoffFreeze(uint32_t partition, uint32_t partitions,
   }
 }
 
-void BrokerCore::HandoffPrepare(uint32_t partition, uint32_t partitions, Sessions offered,
-                                cluster::Router::Done done) {
-  (void)partition;
-  (void)partitions;
-  auto count = std::make_shared<Countdown>(offered.size(), std::move(done));
-  for (records::SessionTransfer& t : offered) {
+void BrokerCore::OnHomeWorkers(
+    Sessions sessions,
+    void (WorkerCore::*step)(const records::SessionTransfer&,
+                             std::function<void(const absl::Status&)>),
+    cluster::Router::Done done) {
+  auto count = std::make_shared<Countdown>(sessions.size(), std::move(done));
+  for (records::SessionTransfer& t : sessions) {
     WorkerCore* core = &HomeOf(t.session().client_id());
-    core->worker().Post([core, t = std::move(t), count] {
-      core->HandoffPrepare(t, [count](const absl::Status& st) { count->Finish(st); });
+    core->worker().Post([core, step, t = std::move(t), count] {
+      (core->*step)(t, [count](const absl::Status& st) { count->Finish(st); });
     });
   }
+}
+
+void BrokerCore::HandoffPrepare(uint32_t partition, uint32_t partitions, Sessions offered,
+                                cluster::Router::Done done) {
+  OnHomeWorkers(std::move(offered), &WorkerCore::HandoffPrepare, std::move(done));
 }
 
 void BrokerCore::HandoffExport(uint32_t partition, uint32_t partitions,
@@ -378,15 +375,7 @@ void BrokerCore::HandoffExport(uint32_t partition, uint32_t partitions,
 
 void BrokerCore::HandoffImport(uint32_t partition, uint32_t partitions, Sessions sessions,
                                cluster::Router::Done done) {
-  (void)partition;
-  (void)partitions;
-  auto count = std::make_shared<Countdown>(sessions.size(), std::move(done));
-  for (records::SessionTransfer& t : sessions) {
-    WorkerCore* core = &HomeOf(t.session().client_id());
-    core->worker().Post([core, t = std::move(t), count] {
-      core->HandoffImport(t, [count](const absl::Status& st) { count->Finish(st); });
-    });
-  }
+  OnHomeWorkers(std::move(sessions), &WorkerCore::HandoffImport, std::move(done));
 }
 
 void BrokerCore::HandoffFinish(uint32_t partition, uint32_t partitions, bool outgoing,

@@ -1,5 +1,7 @@
 #include "broker/session/session.h"
 
+#include "common/topic.h"
+
 #include <algorithm>
 
 #include "broker/session/broker_core.h"
@@ -55,6 +57,14 @@ Message FromRecord(const records::Message& r) {
   m.origin = r.origin();
   m.origin_seq = r.origin_seq();
   return m;
+}
+
+std::pair<std::string, std::string> RouteOf(const std::string& full) {
+  topic::SharedFilter shared;
+  if (topic::ParseShared(full, &shared) == topic::ParseSharedResult::kShared) {
+    return {std::string(shared.filter), std::string(shared.group)};
+  }
+  return {full, ""};
 }
 
 SubscriptionOptions OptionsOf(const records::Subscription& r) {

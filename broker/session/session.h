@@ -34,6 +34,8 @@ struct SubscriptionOptions {
   uint32_t subscription_id = 0;
 };
 
+// A full filter as the cluster routes it: (filter without $share prefix, group or "").
+std::pair<std::string, std::string> RouteOf(const std::string& full);
 // A stored subscription's options, and the stored form of a subscription.
 SubscriptionOptions OptionsOf(const records::Subscription& record);
 records::Subscription RecordOf(const std::string& filter, const SubscriptionOptions& options);
