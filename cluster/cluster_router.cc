@@ -743,25 +743,9 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
       FinishFlush(std::move(out), std::move(ready), std::move(here), ticket);
       return absl::OkStatus();
     }
-    case v1::PeerItem::kRetainedSyncRequest: {
-      // Answer with this node's retained messages, in chunks, on the stream to the asker.
-      std::vector<records::Message> all = local_.RetainedSnapshot();
-      constexpr size_t kChunk = 500;
-      std::vector<Outgoing> out;
-      size_t i = 0;
-      do {
-        v1::PeerItem chunk;
-        v1::RetainedSyncChunk* c = chunk.mutable_retained_sync_chunk();
-        c->set_token(item.retained_sync_request().token());
-        for (size_t n = 0; n < kChunk && i < all.size(); ++n, ++i) {
-          *c->add_messages() = std::move(all[i]);
-        }
-        c->set_last(i >= all.size());
-        out.push_back(Outgoing{sender, std::move(chunk), nullptr});
-      } while (i < all.size());
-      Send(std::move(out));
+    case v1::PeerItem::kRetainedSyncRequest:
+      SendRetainedSync(sender, item.retained_sync_request().token(), 0);
       return absl::OkStatus();
-    }
     case v1::PeerItem::kRetainedSyncChunk: {
       const v1::RetainedSyncChunk& c = item.retained_sync_chunk();
       {
@@ -770,6 +754,7 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
             sender != sync_peer_) {
           return absl::OkStatus();  // an answer nobody waits for any more
         }
+        ++sync_progress_;
         if (c.last()) {
           sync_state_ = SyncState::kNone;
           ++stats_.retained_syncs;
@@ -826,6 +811,7 @@ void ClusterRouter::SetLease(int64_t lease) {
     const int64_t previous = lease_;
     lease_ = lease;
     sync_state_ = SyncState::kNeeded;
+    sync_asked_ = false;
     if (previous != 0) {
       for (const auto& [id, m] : members_) {
         if (id != self_) gone.push_back(id);
@@ -856,8 +842,34 @@ void ClusterRouter::SetLease(int64_t lease) {
   MaybeStartSync();
 }
 
+void ClusterRouter::SendRetainedSync(const std::string& to, uint64_t token, int tries) {
+  // This node's retained messages, in chunks, on the stream to the asker. An answer that does
+  // not get through (the asker has just joined and this node has no link to it yet, or the link
+  // broke) is sent again, whole, a little later; the asker also asks again if it hears nothing.
+  std::vector<records::Message> all = local_.RetainedSnapshot();
+  constexpr size_t kChunk = 500;
+  std::vector<Outgoing> out;
+  size_t i = 0;
+  do {
+    v1::PeerItem chunk;
+    v1::RetainedSyncChunk* c = chunk.mutable_retained_sync_chunk();
+    c->set_token(token);
+    for (size_t n = 0; n < kChunk && i < all.size(); ++n, ++i) {
+      *c->add_messages() = std::move(all[i]);
+    }
+    c->set_last(i >= all.size());
+    out.push_back(Outgoing{to, std::move(chunk), nullptr});
+  } while (i < all.size());
+  out.back().done = [this, to, token, tries](const absl::Status& st) {
+    if (st.ok() || tries >= kMaxRefusedRetries) return;
+    Later([this, to, token, tries] { SendRetainedSync(to, token, tries + 1); });
+  };
+  Send(std::move(out));
+}
+
 void ClusterRouter::MaybeStartSync() {
   std::vector<Outgoing> out;
+  bool again;
   {
     std::lock_guard lock(mu_);
     if (stopped_ || sync_state_ != SyncState::kNeeded) return;
@@ -877,6 +889,8 @@ void ClusterRouter::MaybeStartSync() {
       sync_state_ = SyncState::kNone;
       return;
     }
+    again = sync_asked_;
+    sync_asked_ = true;
     sync_state_ = SyncState::kAwaiting;
     sync_peer_ = peer;
     const uint64_t token = ++sync_token_;
@@ -894,9 +908,30 @@ void ClusterRouter::MaybeStartSync() {
                              }
                              Later([this] { MaybeStartSync(); });
                            }});
+    WatchSyncLocked(token, sync_progress_);
   }
-  local_.OnRetainedSyncStarted();
+  local_.OnRetainedSyncStarted(again);
   Send(std::move(out));
+}
+
+void ClusterRouter::WatchSyncLocked(uint64_t token, uint64_t progress) {
+  // Asks again when the answer stalls: no chunk for kSyncSilence.
+  LaterLocked(
+      [this, token, progress] {
+        {
+          std::lock_guard lock(mu_);
+          if (sync_token_ != token || sync_state_ != SyncState::kAwaiting) return;
+          if (sync_progress_ != progress) {
+            WatchSyncLocked(token, sync_progress_);
+            return;
+          }
+          SHARDMQ_LOG(WARNING) << "no answer from node " << sync_peer_
+                               << " to the retained catch-up; asking again";
+          sync_state_ = SyncState::kNeeded;
+        }
+        MaybeStartSync();
+      },
+      kSyncSilence);
 }
 
 void ClusterRouter::OnMap(const PartitionMap& map) {

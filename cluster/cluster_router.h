@@ -114,6 +114,8 @@ class ClusterRouter final : public Router, public PeerHandler {
   // it fails with the refusal.
   static constexpr std::chrono::milliseconds kRefusedRetryDelay{100};
   static constexpr int kMaxRefusedRetries = 30;
+  // A retained catch-up that gets no chunk for this long is asked again.
+  static constexpr std::chrono::seconds kSyncSilence{5};
   // How long a publish for a partition this node just gained waits for every live member's
   // routes (RoutesSynced) before it is routed with the routes in place.
   static constexpr std::chrono::milliseconds kGateWait{2000};
@@ -331,7 +333,11 @@ class ClusterRouter final : public Router, public PeerHandler {
   SyncState sync_state_ = SyncState::kNone;
   uint64_t sync_token_ = 0;
   std::string sync_peer_;
+  bool sync_asked_ = false;    // asked since the lease changed: a new ask keeps local updates
+  uint64_t sync_progress_ = 0;  // chunks received
   void MaybeStartSync();  // outside mu_
+  void WatchSyncLocked(uint64_t token, uint64_t progress);
+  void SendRetainedSync(const std::string& to, uint64_t token, int tries);  // outside mu_
   std::condition_variable retry_cv_;
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::function<void()>>> later_;
   std::thread retry_thread_;

@@ -134,8 +134,9 @@ class LocalDelivery {
   // This node's retained messages, for a peer that catches up.
   virtual std::vector<records::Message> RetainedSnapshot() = 0;
   // This node asked a peer for its retained messages: from now on, retained publishes seen
-  // here win over what the answer says for their topics.
-  virtual void OnRetainedSyncStarted() = 0;
+  // here win over what the answer says for their topics. `again`: an earlier ask got no whole
+  // answer and this one replaces it; publishes seen since the first ask still win.
+  virtual void OnRetainedSyncStarted(bool again) = 0;
   // A chunk of the peer's answer, in order; `last`: topics retained here but absent from the
   // whole answer (and not published since the sync started) are cleared.
   virtual void OnRetainedSync(std::vector<records::Message> chunk, bool last,

@@ -904,10 +904,10 @@ std::unique_lock<std::mutex> BrokerCore::NoteRetainedUpdate(const std::string& t
   return lock;
 }
 
-void BrokerCore::OnRetainedSyncStarted() {
+void BrokerCore::OnRetainedSyncStarted(bool again) {
   std::lock_guard lock(sync_mu_);
   ++sync_generation_;
-  sync_touched_.clear();
+  if (!again || !retained_syncing_) sync_touched_.clear();
   sync_seen_.clear();
   sync_answered_ = false;
   sync_set_ = 0;

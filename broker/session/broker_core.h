@@ -353,7 +353,7 @@ class BrokerCore final : public cluster::LocalDelivery {
   // sync started keep their value; the others take the peer's, and topics the peer does not
   // have are cleared ($SYS/ topics are each node's own and are left alone).
   std::vector<records::Message> RetainedSnapshot() override;
-  void OnRetainedSyncStarted() override;
+  void OnRetainedSyncStarted(bool again) override;
   void OnRetainedSync(std::vector<records::Message> chunk, bool last,
                       const std::string& from) override;
   // While a retained catch-up runs, a retained publish notes its topic and holds the returned

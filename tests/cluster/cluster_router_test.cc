@@ -139,9 +139,9 @@ class Inbox : public LocalDelivery {
     std::lock_guard lock(mu_);
     prepare_status_ = std::move(st);
   }
-  void OnRetainedSyncStarted() override {
+  void OnRetainedSyncStarted(bool again) override {
     std::lock_guard lock(mu_);
-    synced_.push_back("started");
+    synced_.push_back(again ? "started again" : "started");
   }
   void OnRetainedSync(std::vector<records::Message> chunk, bool last,
                       const std::string& from) override {
@@ -605,6 +605,59 @@ TEST_F(ClusterRouterTest, ARejoiningNodeCatchesUpOnRetainedMessagesFromTheOldest
   // The first member to join has nobody to learn from.
   EXPECT_TRUE(node("a").inbox.synced().empty());
   EXPECT_TRUE(node("b").inbox.synced().empty());
+}
+
+
+TEST_F(ClusterRouterTest, AnAnswerToARetainedCatchUpThatFindsNoLinkIsSentAgain) {
+  // The asker has just come back: the member it asks does not know it yet, so has no link to
+  // it when the question arrives. The answer must get there once the link exists.
+  node("a").inbox.SetRetained({Msg("r/1", "v", true), Msg("r/2", "v", true)});
+  auto members = members_;
+  members["a"].set_joined_revision(5);
+  members["b"].set_joined_revision(6);
+  members["c"].set_joined_revision(7);
+  for (auto& n : nodes_) n->router.OnMembers(members);
+  auto without_c = members;
+  without_c.erase("c");
+  node("a").router.OnMembers(without_c);  // a has not seen c come back yet
+  members["c"].set_lease(778);
+  members["c"].set_joined_revision(20);
+  node("c").router.SetLease(778);
+  node("c").router.OnMembers(members);
+  ASSERT_TRUE(test::WaitFor([&] { return !node("c").inbox.synced().empty(); }, 5s));
+  std::this_thread::sleep_for(500ms);
+  EXPECT_THAT(node("c").inbox.synced(), ::testing::ElementsAre("started"));  // nothing yet
+  node("a").router.OnMembers(members);  // now a knows c
+  ASSERT_TRUE(test::WaitFor([&] { return node("c").inbox.synced().size() == 2; }, 4s));
+  EXPECT_THAT(node("c").inbox.synced(), ::testing::ElementsAre("started", "a 2 last"));
+  EXPECT_EQ(node("c").router.stats().retained_syncs, 1u);
+}
+
+
+TEST_F(ClusterRouterTest, ARetainedCatchUpThatHearsNothingAsksAgain) {
+  // The member asked cannot answer for longer than it keeps trying: the asker asks again after
+  // kSyncSilence, telling the broker it is the same catch-up (publishes seen since the first ask
+  // still win over the answer).
+  node("a").inbox.SetRetained({Msg("r/1", "v", true)});
+  auto members = members_;
+  members["a"].set_joined_revision(5);
+  members["b"].set_joined_revision(6);
+  members["c"].set_joined_revision(7);
+  for (auto& n : nodes_) n->router.OnMembers(members);
+  auto without_c = members;
+  without_c.erase("c");
+  node("a").router.OnMembers(without_c);
+  members["c"].set_lease(779);
+  members["c"].set_joined_revision(20);
+  node("c").router.SetLease(779);
+  node("c").router.OnMembers(members);
+  ASSERT_TRUE(test::WaitFor([&] { return node("c").inbox.synced().size() == 2; },
+                            ClusterRouter::kSyncSilence + 5s));
+  EXPECT_THAT(node("c").inbox.synced(), ::testing::ElementsAre("started", "started again"));
+  node("a").router.OnMembers(members);
+  ASSERT_TRUE(test::WaitFor([&] { return node("c").inbox.synced().size() == 3; }, 5s));
+  EXPECT_EQ(node("c").inbox.synced().back(), "a 1 last");
+  EXPECT_EQ(node("c").router.stats().retained_syncs, 1u);
 }
 
 
