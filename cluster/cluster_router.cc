@@ -581,13 +581,14 @@ void ClusterRouter::RelayOpen(const Placement& placement, RelayOpenArgs args, Do
 }
 
 void ClusterRouter::RelaySend(const std::string& node, uint64_t conn, bool upstream,
-                              std::string data, bool close, Done done) {
+                              std::string data, bool close, Done done, int64_t consumed) {
   v1::PeerItem item;
   v1::RelayData* r = item.mutable_relay();
   r->set_conn(conn);
   r->set_upstream(upstream);
   r->set_data(std::move(data));
   r->set_close(close);
+  if (consumed >= 0) r->set_consumed(static_cast<uint64_t>(consumed));
   std::vector<Outgoing> out;
   out.push_back(Outgoing{node, std::move(item), std::move(done)});
   Send(std::move(out));
@@ -665,7 +666,8 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
         return absl::OkStatus();
       }
       local_.OnRelayData(sender, sender_lease, r.conn(), r.upstream(), r.data(), r.close(),
-                         r.not_leader());
+                         r.not_leader(),
+                         r.has_consumed() ? static_cast<int64_t>(r.consumed()) : -1);
       return absl::OkStatus();
     }
     case v1::PeerItem::kRoute: {

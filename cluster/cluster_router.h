@@ -82,7 +82,7 @@ class ClusterRouter final : public Router, public PeerHandler {
   absl::StatusOr<Placement> PlaceSession(const std::string& client_id) override;
   void RelayOpen(const Placement& placement, RelayOpenArgs args, Done done) override;
   void RelaySend(const std::string& node, uint64_t conn, bool upstream, std::string data,
-                 bool close, Done done) override;
+                 bool close, Done done, int64_t consumed = -1) override;
   void RelayCongestion(const std::string& node, uint64_t conn, bool congested) override;
 
   // Partition hand-off: this node (the new leader) holds the sessions of `partition` copied

@@ -58,8 +58,10 @@ class Router {
   // Opens a relayed connection at `placement.node` (the revision and epoch go with it).
   virtual void RelayOpen(const Placement& placement, RelayOpenArgs args, Done done) = 0;
   // Bytes of a relayed connection to `node` (see RelayData). `done` once `node` has them.
+  // `consumed` (downstream only, -1: none): upstream bytes handled since the last report
+  // (RelayData.consumed).
   virtual void RelaySend(const std::string& node, uint64_t conn, bool upstream, std::string data,
-                         bool close, Done done) = 0;
+                         bool close, Done done, int64_t consumed = -1) = 0;
   // Tells S whether the client's socket here is congested (see RelayData.congested).
   virtual void RelayCongestion(const std::string& node, uint64_t conn, bool congested) = 0;
 };
@@ -85,9 +87,11 @@ class LocalDelivery {
                            Router::RelayOpenArgs args) = 0;
   // Bytes for a relayed connection: `upstream` (as S, from front-end `origin`), or for a
   // client of this node whose session is on `origin` (as front-end). `not_leader`: `origin`
-  // refused the RelayOpen (fencing); the front-end places the session again.
+  // refused the RelayOpen (fencing); the front-end places the session again. `consumed`
+  // (downstream, -1: not set): RelayData.consumed.
   virtual void OnRelayData(const std::string& origin, int64_t origin_lease, uint64_t conn,
-                           bool upstream, std::string data, bool close, bool not_leader) = 0;
+                           bool upstream, std::string data, bool close, bool not_leader,
+                           int64_t consumed) = 0;
   // As S: the front-end's socket to the client of relayed connection `conn` is congested, or
   // no longer.
   virtual void OnRelayCongestion(const std::string& origin, int64_t origin_lease, uint64_t conn,

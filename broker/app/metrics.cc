@@ -101,10 +101,10 @@ std::vector<MetricFamily> BrokerCollector::Collect() const {
   out.push_back(std::move(rejected));
   family("shardmq_storage_write_errors_total", "Storage commits that failed.",
          MetricType::Counter, [&](WorkerStats& s) { return r(s.storage_errors); });
-  family("shardmq_cluster_relay_overloads_total",
-         "Relayed client connections closed because more than 16 MiB (or twice "
-         "mqtt.max_packet_size) of their bytes waited for their session's node.",
-         MetricType::Counter, [&](WorkerStats& s) { return r(s.relay_overloads); });
+  family("shardmq_cluster_relay_read_holds_total",
+         "Times a relayed client's socket stopped being read because more than 1 MiB of its "
+         "bytes waited for its session's node (flow control; reading resumes under 512 KiB).",
+         MetricType::Counter, [&](WorkerStats& s) { return r(s.relay_read_holds); });
 
   MetricFamily retained;
   retained.name = "shardmq_broker_retained_messages";

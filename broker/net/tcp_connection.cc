@@ -32,7 +32,7 @@ void TcpConnection::Start(std::shared_ptr<ConnectionCallbacks> callbacks) {
 // An idle connection owns no read buffer: it waits for readability, then reads into one buffer
 // per worker thread, and only the bytes of an incomplete packet are copied into rbuf_.
 void TcpConnection::DoRead() {
-  if (closing_ || closed_ || read_in_progress_ || read_paused_) return;
+  if (closing_ || closed_ || read_in_progress_ || read_paused_ || read_held_) return;
   read_in_progress_ = true;
   socket_.async_wait(asio::ip::tcp::socket::wait_read,
                      [self = shared_from_this()](const boost::system::error_code& ec) {
@@ -114,12 +114,24 @@ void TcpConnection::ReadNow() {
     read_in_progress_ = true;
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
       self->read_in_progress_ = false;
-      if (self->closed_ || self->closing_ || self->read_paused_) return;
+      if (self->closed_ || self->closing_ || self->read_paused_ || self->read_held_) return;
       self->ReadNow();
     });
     return;
   }
   DoRead();
+}
+
+void TcpConnection::HoldReading(bool hold) {
+  if (hold == read_held_ || closed_) return;
+  read_held_ = hold;
+  if (hold) {
+    // Pending operations are what keeps a connection alive; a held one may have none.
+    held_self_ = shared_from_this();
+    return;
+  }
+  auto self = std::move(held_self_);
+  DoRead();  // a no-op while a read is under way or the write watermark pauses it
 }
 
 void TcpConnection::Send(std::string_view bytes) {
@@ -195,10 +207,11 @@ void TcpConnection::Shutdown() {
   writing_.clear();
   pending_.clear();
   auto cb = std::move(callbacks_);
-  if (cb) {
-    cb->OnClosed();
-    // Release the callbacks later: we may be inside one of their own calls.
-    asio::post(socket_.get_executor(), [cb = std::move(cb)] {});
+  if (cb) cb->OnClosed();
+  // Release the callbacks (and a held reference to this connection) later: we may be inside
+  // one of their own calls.
+  if (cb || held_self_) {
+    asio::post(socket_.get_executor(), [cb = std::move(cb), self = std::move(held_self_)] {});
   }
 }
 

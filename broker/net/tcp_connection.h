@@ -33,6 +33,7 @@ class TcpConnection final : public Transport, public std::enable_shared_from_thi
   void Send(std::string_view bytes) override;
   void Close() override;
   size_t PendingWriteBytes() const override { return writing_.size() + pending_.size(); }
+  void HoldReading(bool hold) override;
   const std::string& peer() const override { return peer_; }
   uint64_t id() const override { return id_; }
 
@@ -56,7 +57,9 @@ class TcpConnection final : public Transport, public std::enable_shared_from_thi
   std::string pending_;   // appended while a write is in progress
   bool write_in_progress_ = false;
   bool read_in_progress_ = false;
-  bool read_paused_ = false;
+  bool read_paused_ = false;  // write watermarks
+  bool read_held_ = false;    // HoldReading
+  std::shared_ptr<TcpConnection> held_self_;  // keeps a held connection alive (no read pending)
   bool closing_ = false;  // Close() called: flush then shut down
   bool closed_ = false;   // socket closed and OnClosed delivered
   std::unique_ptr<boost::asio::steady_timer> linger_;

@@ -19,6 +19,9 @@ class Transport {
   virtual void Close() = 0;
   // Bytes queued but not yet written to the socket.
   virtual size_t PendingWriteBytes() const = 0;
+  // Flow control from the session layer: while held, nothing more is read from the peer (the
+  // peer's sends then block in TCP). Independent of the write watermarks' own pause.
+  virtual void HoldReading(bool hold) { (void)hold; }
   virtual const std::string& peer() const = 0;
   virtual uint64_t id() const = 0;
 };

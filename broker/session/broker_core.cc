@@ -662,7 +662,7 @@ uint64_t WorkerCore::RegisterRelay(std::shared_ptr<ConnectionHandler> handler) {
 }
 
 void WorkerCore::RelayReply(const std::string& from, uint64_t conn, std::string_view data,
-                            bool close, bool not_leader) {
+                            bool close, bool not_leader, int64_t consumed) {
   auto it = relays_out_.find(conn);
   if (it == relays_out_.end()) return;
   std::shared_ptr<ConnectionHandler> handler = it->second.lock();
@@ -670,7 +670,7 @@ void WorkerCore::RelayReply(const std::string& from, uint64_t conn, std::string_
     relays_out_.erase(it);
     return;
   }
-  handler->OnRelayReply(from, data, close, not_leader);
+  handler->OnRelayReply(from, data, close, not_leader, consumed);
 }
 
 void WorkerCore::RelayNodeGone(const std::string& node) {
@@ -860,7 +860,8 @@ void BrokerCore::OnRelayOpen(const std::string& origin, int64_t origin_lease,
 }
 
 void BrokerCore::OnRelayData(const std::string& origin, int64_t origin_lease, uint64_t conn,
-                             bool upstream, std::string data, bool close, bool not_leader) {
+                             bool upstream, std::string data, bool close, bool not_leader,
+                             int64_t consumed) {
   if (upstream) {
     std::string key = RelayKey(origin, origin_lease, conn);
     WorkerCore* core = RelayCore(key);
@@ -872,8 +873,8 @@ void BrokerCore::OnRelayData(const std::string& origin, int64_t origin_lease, ui
   const size_t w = conn & 0xFF;  // RegisterRelay
   if (w >= cores_.size()) return;
   WorkerCore* core = cores_[w].get();
-  core->worker().Post([core, origin, conn, data = std::move(data), close, not_leader] {
-    core->RelayReply(origin, conn, data, close, not_leader);
+  core->worker().Post([core, origin, conn, data = std::move(data), close, not_leader, consumed] {
+    core->RelayReply(origin, conn, data, close, not_leader, consumed);
   });
 }
 

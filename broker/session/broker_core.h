@@ -58,8 +58,8 @@ struct WorkerStats {
   std::atomic<uint64_t> retained_rejected_count{0};
   std::atomic<uint64_t> retained_rejected_size{0};
   std::atomic<uint64_t> storage_errors{0};
-  // Relayed client connections closed because their session's node lagged too far behind.
-  std::atomic<uint64_t> relay_overloads{0};
+  // Relayed client sockets whose reading was held because their session's node lagged behind.
+  std::atomic<uint64_t> relay_read_holds{0};
   std::atomic<uint64_t> protocol_errors{0};
   std::atomic<int64_t> sessions{0};  // resident on this worker
   std::atomic<int64_t> subscriptions{0};
@@ -185,9 +185,9 @@ class WorkerCore {
   // the connection's relay id (its low 8 bits are this worker's index).
   uint64_t RegisterRelay(std::shared_ptr<ConnectionHandler> handler);
   void UnregisterRelay(uint64_t conn) { relays_out_.erase(conn); }
-  // Bytes from the session's node for relayed connection `conn`.
+  // Bytes (and upstream credit, -1: none) from the session's node for relayed connection `conn`.
   void RelayReply(const std::string& from, uint64_t conn, std::string_view data, bool close,
-                  bool not_leader);
+                  bool not_leader, int64_t consumed);
   // `node` is gone: the connections relayed from it are lost (wills due), those relayed to it
   // are closed (their clients reconnect).
   void RelayNodeGone(const std::string& node);
@@ -330,7 +330,8 @@ class BrokerCore final : public cluster::LocalDelivery {
   void OnRelayOpen(const std::string& origin, int64_t origin_lease,
                    cluster::Router::RelayOpenArgs args) override;
   void OnRelayData(const std::string& origin, int64_t origin_lease, uint64_t conn, bool upstream,
-                   std::string data, bool close, bool not_leader) override;
+                   std::string data, bool close, bool not_leader,
+                   int64_t consumed) override;
   void OnNodeGone(const std::string& node) override;
   void OnRelayCongestion(const std::string& origin, int64_t origin_lease, uint64_t conn,
                          bool congested) override;

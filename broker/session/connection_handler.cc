@@ -936,9 +936,10 @@ void ConnectionHandler::OnDeadline(int64_t now_ms) {
 // ---------------------------------------------------------------- relaying (cluster mode)
 
 namespace {
-// A relayed client's bytes not yet acknowledged by its session's node, beyond which its
-// connection is closed (or twice mqtt.max_packet_size, if larger).
-constexpr size_t kMaxRelayUnackedBytes = 4 << 20;
+// Upstream flow control: at most this many of a relayed client's bytes are sent to its
+// session's node and not yet handled there (RelayData.consumed), or held here before the open
+// is confirmed; past it the client's socket is not read until the backlog is under half.
+constexpr size_t kRelayWindow = 1 << 20;
 // 10 s: long enough for a fencing refusal to meet a newer map, and for the hand-off of a
 // moving partition's sessions (the old leader refuses their connects until the flip).
 constexpr int kMaxRelayTries = 100;
@@ -1002,40 +1003,33 @@ void ConnectionHandler::RelayUp(std::string_view data) {
   core_.stats().Add(core_.stats().bytes_received, data.size());
   if (!relay_->confirmed) {
     relay_->held.append(data);
+    UpdateRelayReadHold();
     return;
   }
   SendUp(data);
 }
 
 void ConnectionHandler::SendUp(std::string_view data) {
-  const size_t n = data.size();
-  relay_->unacked_up += n;
+  relay_->unconsumed_up += data.size();
   core_.broker().router()->RelaySend(
       relay_->node, relay_->conn, /*upstream=*/true, std::string(data), /*close=*/false,
-      [weak = weak_from_this(), core = &core_, n](const absl::Status& st) {
-        core->worker().Post([weak, n, ok = st.ok()] {
-          auto h = weak.lock();
-          if (!h || h->relay_ == nullptr) return;
-          if (!ok) {
-            h->OnRelayNodeGone();
-            return;
-          }
-          h->relay_->unacked_up -= std::min(n, h->relay_->unacked_up);
-        });
-      });
-  // Overload protection: a client that sends faster than its session's node takes its bytes
-  // (a QoS 0 flood; QoS 1/2 is bounded by the in-flight window) would make this node buffer
-  // without bound. Past the limit the connection is closed (logged and counted); the client
-  // connects again. (Holding the socket instead is not built: docs/cluster.md.)
-  const size_t limit =
-      std::max<size_t>(kMaxRelayUnackedBytes, 2 * size_t{core_.broker().mqtt().max_packet_size()});
-  if (relay_->unacked_up > limit && state_ == State::kRelaying) {
-    SHARDMQ_LOG(WARNING) << Describe() << "closing: " << relay_->unacked_up
-                         << " bytes of this client wait for its session's node " << relay_->node
-                         << " (more than " << limit << ")";
-    core_.stats().Add(core_.stats().relay_overloads);
-    CloseConnection(true);
-  }
+      OnLinkFailure([](ConnectionHandler& h) { h.OnRelayNodeGone(); }));
+  UpdateRelayReadHold();
+}
+
+void ConnectionHandler::UpdateRelayReadHold() {
+  // A client that sends faster than its session's node handles its bytes (a QoS 0 flood; QoS
+  // 1/2 is bounded by the in-flight window) is slowed down the TCP way: its socket is not read
+  // while more than kRelayWindow of its bytes wait at S (or here, before the open is
+  // confirmed). Only with an S that reports what it handled (RelayData.consumed).
+  if (transport_ == nullptr || relay_ == nullptr) return;
+  const size_t backlog = relay_->confirmed ? (relay_->credit ? relay_->unconsumed_up : 0)
+                                           : relay_->held.size();
+  const bool hold = relay_->read_held ? backlog > kRelayWindow / 2 : backlog > kRelayWindow;
+  if (hold == relay_->read_held) return;
+  relay_->read_held = hold;
+  if (hold) core_.stats().Add(core_.stats().relay_read_holds);
+  transport_->HoldReading(hold);
 }
 
 void ConnectionHandler::RelayWritten(size_t pending_bytes) {
@@ -1048,8 +1042,12 @@ void ConnectionHandler::RelayWritten(size_t pending_bytes) {
 }
 
 void ConnectionHandler::OnRelayReply(const std::string& from, std::string_view data, bool close,
-                                     bool not_leader) {
+                                     bool not_leader, int64_t consumed) {
   if (state_ != State::kRelaying || relay_ == nullptr || from != relay_->node) return;
+  if (consumed >= 0) {
+    relay_->credit = true;
+    relay_->unconsumed_up -= std::min(static_cast<size_t>(consumed), relay_->unconsumed_up);
+  }
   if (not_leader) {
     // Fencing: S does not lead the session's partition at the epoch of our map. Wait for a
     // newer map and place the session again.
@@ -1075,6 +1073,7 @@ void ConnectionHandler::OnRelayReply(const std::string& from, std::string_view d
     relay_->held.clear();
     if (!held.empty()) SendUp(held);
   }
+  UpdateRelayReadHold();
   if (!data.empty() && transport_ != nullptr) {
     core_.stats().Add(core_.stats().bytes_sent, data.size());
     transport_->Send(data);

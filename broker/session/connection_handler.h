@@ -78,8 +78,10 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   // As S: this handler serves a connection relayed from a front-end; the client id is the one
   // the front-end determined (`assigned`: generated there).
   void SetRelayedIdentity(std::string client_id, bool assigned, const std::string& origin);
-  // As front-end: bytes (or the end, or a fencing refusal) from the session's node.
-  void OnRelayReply(const std::string& from, std::string_view data, bool close, bool not_leader);
+  // As front-end: bytes (or the end, or a fencing refusal) from the session's node, and how
+  // many more of the client's bytes S has handled (`consumed`, -1: not said).
+  void OnRelayReply(const std::string& from, std::string_view data, bool close, bool not_leader,
+                    int64_t consumed = -1);
   // As front-end: the session's node is gone; the client reconnects.
   void OnRelayNodeGone();
   // The node this connection is relayed to ("" if it is not relayed).
@@ -108,6 +110,7 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   void SendRelayOpen(const cluster::Router::Placement& placement);
   void RelayUp(std::string_view data);  // client bytes: held until S accepted, then sent
   void SendUp(std::string_view data);
+  void UpdateRelayReadHold();  // holds or resumes reading the client's socket
   void RetryRelay();
   // A link callback that, if the item failed, runs `then` on this connection's worker (when
   // the connection still exists).
@@ -176,7 +179,10 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
     std::string held;           // client bytes after the open, held until confirmed
     int tries = 0;              // opens refused (fencing), or places unavailable
     bool downstream_congested = false;  // S was told the client's socket is congested
-    size_t unacked_up = 0;      // client bytes sent to S, not yet acknowledged by its node
+    // Upstream flow control (UpdateRelayReadHold).
+    bool credit = false;        // S reports the bytes it handled (RelayData.consumed)
+    size_t unconsumed_up = 0;   // client bytes sent to S that S has not reported handled
+    bool read_held = false;     // the client's socket is not read meanwhile
     std::unique_ptr<boost::asio::steady_timer> retry;
   };
   std::unique_ptr<Relay> relay_;

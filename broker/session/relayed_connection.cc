@@ -14,6 +14,9 @@ namespace {
 constexpr int64_t kReportAbove = 512 << 10;
 // What a congested front-end socket counts as (more than ConnectionHandler's 4 MiB threshold).
 constexpr size_t kFrontendCongestedBytes = (4 << 20) + 1;
+// Upstream credit (RelayData.consumed) goes back at least every this many handled bytes, with
+// the next reply or on its own; well under the front-end's 1 MiB window.
+constexpr uint64_t kCreditEvery = 64 << 10;
 
 }  // namespace
 
@@ -31,10 +34,18 @@ RelayedConnection::~RelayedConnection() = default;
 void RelayedConnection::Start(std::shared_ptr<ConnectionHandler> handler, std::string_view data) {
   handler_ = std::move(handler);
   handler_->Start();
-  Receive(data);
+  Take(data);  // the open's bytes: the front-end does not count them against its window
+  if (!closed_) ScheduleFlush();  // the first reply says this node grants credit
 }
 
 void RelayedConnection::Receive(std::string_view data) {
+  Take(data);
+  if (closed_) return;
+  consumed_ += data.size();
+  if (consumed_ >= kCreditEvery) ScheduleFlush();
+}
+
+void RelayedConnection::Take(std::string_view data) {
   if (closed_ || handler_ == nullptr) return;
   auto self = shared_from_this();
   in_.append(data);
@@ -55,6 +66,10 @@ void RelayedConnection::Lost() {
 void RelayedConnection::Send(std::string_view bytes) {
   if (closed_) return;
   out_.append(bytes);
+  ScheduleFlush();
+}
+
+void RelayedConnection::ScheduleFlush() {
   if (flush_scheduled_) return;
   flush_scheduled_ = true;
   core_.worker().Post([self = shared_from_this()] {
@@ -85,7 +100,11 @@ void RelayedConnection::SetFrontendCongested(bool congested) {
 
 void RelayedConnection::Flush(bool close) {
   cluster::Router* router = core_.broker().router();
-  if (router == nullptr || (out_.empty() && !close)) return;
+  const bool credit = !credit_announced_ || consumed_ > 0;
+  if (router == nullptr || (out_.empty() && !close && !credit)) return;
+  const int64_t consumed = credit ? static_cast<int64_t>(consumed_) : -1;
+  credit_announced_ = true;
+  consumed_ = 0;
   const int64_t n = static_cast<int64_t>(out_.size());
   unacked_->fetch_add(n);
   std::weak_ptr<RelayedConnection> weak = weak_from_this();
@@ -110,7 +129,8 @@ void RelayedConnection::Flush(bool close) {
             }
           });
         }
-      });
+      },
+      consumed);
   out_.clear();
 }
 

@@ -52,6 +52,8 @@ class RelayedConnection final : public net::Transport,
   const std::string& key() const { return key_; }
 
  private:
+  void Take(std::string_view data);  // passes client bytes to the handler
+  void ScheduleFlush();               // Flush once this event-loop turn is over
   void Flush(bool close);
   void Finish();  // OnClosed to the handler, and out of the worker's table
 
@@ -67,6 +69,8 @@ class RelayedConnection final : public net::Transport,
   bool flush_scheduled_ = false;
   bool closed_ = false;
   bool frontend_congested_ = false;
+  uint64_t consumed_ = 0;         // client bytes handled since the last credit report
+  bool credit_announced_ = false;  // a reply has carried RelayData.consumed
   std::shared_ptr<std::atomic<int64_t>> unacked_ = std::make_shared<std::atomic<int64_t>>(0);
 };
 

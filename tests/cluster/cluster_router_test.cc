@@ -41,11 +41,13 @@ class Inbox : public LocalDelivery {
                      " " + args.data);
   }
   void OnRelayData(const std::string& origin, int64_t origin_lease, uint64_t conn, bool upstream,
-                   std::string data, bool close, bool not_leader) override {
+                   std::string data, bool close, bool not_leader,
+                   int64_t consumed) override {
     std::lock_guard lock(mu_);
     relay_.push_back(std::string(upstream ? "up " : "down ") + origin + " " +
                      std::to_string(conn) + " " + data + (close ? " close" : "") +
-                     (not_leader ? " not_leader" : ""));
+                     (not_leader ? " not_leader" : "") +
+                     (consumed >= 0 ? " consumed=" + std::to_string(consumed) : ""));
   }
   void OnRelayCongestion(const std::string& origin, int64_t origin_lease, uint64_t conn,
                          bool congested) override {
@@ -449,9 +451,14 @@ TEST_F(ClusterRouterTest, ARelayedConnectionCarriesBytesBothWaysInOrder) {
   EXPECT_EQ(got[0], "open a 7 " + id + " CONNECT");
   for (int i = 0; i < 50; ++i) EXPECT_EQ(got[i + 1], "up a 7 u" + std::to_string(i));
   EXPECT_EQ(got[51], "up a 7  close");
-  node("b").router.RelaySend("a", 7, /*upstream=*/false, "CONNACK", false, nullptr);
-  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.relay().size() == 1; }, 5s));
-  EXPECT_EQ(node("a").inbox.relay()[0], "down b 7 CONNACK");
+  node("b").router.RelaySend("a", 7, /*upstream=*/false, "CONNACK", false, nullptr,
+                             /*consumed=*/7);
+  node("b").router.RelaySend("a", 7, /*upstream=*/false, "", false, nullptr, /*consumed=*/0);
+  node("b").router.RelaySend("a", 7, /*upstream=*/false, "PUBACK", false, nullptr);
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.relay().size() == 3; }, 5s));
+  EXPECT_THAT(node("a").inbox.relay(),
+              ::testing::ElementsAre("down b 7 CONNACK consumed=7", "down b 7  consumed=0",
+                                     "down b 7 PUBACK"));
   node("a").router.RelayCongestion("b", 7, true);
   node("a").router.RelayCongestion("b", 7, false);
   ASSERT_TRUE(test::WaitFor([&] { return node("b").inbox.relay().size() == 54; }, 5s));
