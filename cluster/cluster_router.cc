@@ -546,7 +546,7 @@ absl::StatusOr<Router::Placement> ClusterRouter::PlaceSession(const std::string&
     }
     if (FrozenLocked(p)) {
       auto h = handoffs_.find(p);
-      return absl::UnavailableError(
+      return absl::AbortedError(
           "the sessions of partition " + std::to_string(p) + " are moving to node " +
           (h == handoffs_.end() ? std::string("?") : h->second.peer) + "; connect again shortly");
     }
@@ -1037,9 +1037,7 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
         SHARDMQ_LOG(INFO) << "node " << id << " is back: sending it the "
                           << it->second.held.size() << " message(s) held for it";
       }
-      for (v1::PeerItem& item : it->second.held) {
-        out.push_back(Outgoing{id, std::move(item), nullptr});
-      }
+      for (v1::PeerItem& item : it->second.held) out.push_back(Resending(id, std::move(item)));
       it = down_stores_.erase(it);
     }
     // Forget registrations at owners that are gone (or restarted), then register where missing.

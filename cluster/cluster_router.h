@@ -267,9 +267,10 @@ class ClusterRouter final : public Router, public PeerHandler {
   void BarrierDoneLocked(uint32_t p, Handoff& h, std::vector<std::function<void()>>* after);
   void SendHandoffData(uint32_t p, uint64_t epoch, uint64_t attempt, const std::string& to,
                        LocalDelivery::Sessions sessions);
-  // A hand-off answer to `to`, sent again (up to kMaxRefusedRetries times, kRefusedRetryDelay
-  // apart) if it does not get through.
-  Outgoing HandoffReply(const std::string& to, v1::PeerItem item, int tries = 0);
+  // An item for `to` that is sent again (up to kMaxRefusedRetries times, kRefusedRetryDelay
+  // apart) if it does not get through: hand-off answers, messages held for a node that was
+  // down.
+  Outgoing Resending(const std::string& to, v1::PeerItem item, int tries = 0);
   absl::Status HandleHandoff(const std::string& sender, int64_t sender_lease,
                              const v1::PeerItem& item);
   // As the new leader, with the sessions stored: writes handoffs/<p> (handoff_ready_).

@@ -27,15 +27,16 @@ constexpr size_t kDataChunkBytes = 512 << 10;
 
 }  // namespace
 
-ClusterRouter::Outgoing ClusterRouter::HandoffReply(const std::string& to, v1::PeerItem item,
+ClusterRouter::Outgoing ClusterRouter::Resending(const std::string& to, v1::PeerItem item,
                                                     int tries) {
   // An answer lost because the link was not there yet (this node has just joined and does not
-  // know the asker yet) or broke is sent again, so the asker does not wait for its timeout.
+  // know the asker yet) or broke is sent again, so the asker does not wait for its timeout;
+  // a held message, so a link that breaks just as its node is back does not lose it.
   auto copy = std::make_shared<v1::PeerItem>(item);
   return Outgoing{to, std::move(item), [this, to, copy, tries](const absl::Status& st) {
                     if (st.ok() || tries >= kMaxRefusedRetries) return;
                     Later([this, to, copy, tries] {
-                      Send({HandoffReply(to, *copy, tries + 1)});
+                      Send({Resending(to, *copy, tries + 1)});
                     });
                   }};
 }
@@ -321,7 +322,7 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, int64_t sen
         clear = handoff_clear_;
         parts = map_.record.partitions();
         if (parts == 0 || p >= parts) {
-          out.push_back(HandoffReply(sender, StepItem(p, o.epoch(), o.attempt(),
+          out.push_back(Resending(sender, StepItem(p, o.epoch(), o.attempt(),
                                                   v1::HandoffStep::CANCEL, "no partition map yet")));
         } else {
           auto old = handoffs_.find(p);
@@ -366,12 +367,12 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, int64_t sen
               }
               if (st.ok()) {
                 it->second.stage = Handoff::Stage::kPrepared;
-                reply.push_back(HandoffReply(sender, StepItem(p, epoch, attempt,
+                reply.push_back(Resending(sender, StepItem(p, epoch, attempt,
                                                           v1::HandoffStep::ROUTES_READY)));
               } else {
                 handoffs_.erase(it);
                 drop = true;
-                reply.push_back(HandoffReply(
+                reply.push_back(Resending(
                     sender, StepItem(p, epoch, attempt, v1::HandoffStep::CANCEL,
                                      std::string(st.message()))));
               }
@@ -392,7 +393,7 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, int64_t sen
         // As an owner: answer after every delivery routed before this point is on its link
         // (the answer then follows them on the stream to the sender).
         DeliveryBarrier();
-        out.push_back(HandoffReply(sender, StepItem(p, s.epoch(), s.attempt(),
+        out.push_back(Resending(sender, StepItem(p, s.epoch(), s.attempt(),
                                                 v1::HandoffStep::BARRIER_REPLY)));
         break;
       }
@@ -450,7 +451,7 @@ absl::Status ClusterRouter::HandleHandoff(const std::string& sender, int64_t sen
                 stats_.handoff_sessions_in += n;
               } else {
                 // Stays in kImporting: the old leader's restart (after the cancel) replaces it.
-                cancel.push_back(HandoffReply(
+                cancel.push_back(Resending(
                     sender, StepItem(p, epoch, attempt, v1::HandoffStep::CANCEL,
                                      "storing the sessions failed: " +
                                          std::string(st.message()))));

@@ -46,7 +46,9 @@ class Router {
     uint64_t epoch = 0;     // epoch of partition(client id) in it
   };
   // Where `client_id`'s session lives. Unavailable (with the reason) if S is down or unknown,
-  // or if this node would be S but may not act for it (its lease may have expired).
+  // or if this node would be S but may not act for it (its lease may have expired). Aborted
+  // if this node is S but the session's partition is being handed off: asking again shortly
+  // will answer.
   virtual absl::StatusOr<Placement> PlaceSession(const std::string& client_id) = 0;
   struct RelayOpenArgs {
     uint64_t conn = 0;

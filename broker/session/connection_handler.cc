@@ -88,6 +88,27 @@ std::string_view AsChars(std::span<const uint8_t> data) {
 }  // namespace
 
 size_t ConnectionHandler::OnData(std::span<const uint8_t> data, size_t* wanted) {
+  if (replay_.empty()) return Process(data, wanted);
+  // Bytes given back by a CONNECT that waited for its session's placement (ServeLocally) come
+  // first; an incomplete packet at the end stays here for the next call.
+  auto self = shared_from_this();
+  replay_.append(AsChars(data));
+  std::string buf = std::move(replay_);
+  replay_.clear();
+  const size_t used =
+      Process(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(buf.data()), buf.size()),
+              wanted);
+  if (used < buf.size()) replay_.assign(buf, used);
+  return data.size();
+}
+
+void ConnectionHandler::CountReceived(size_t n) {
+  const size_t skip = std::min(n, counted_ahead_);
+  counted_ahead_ -= skip;
+  if (n > skip) core_.stats().Add(core_.stats().bytes_received, n - skip);
+}
+
+size_t ConnectionHandler::Process(std::span<const uint8_t> data, size_t* wanted) {
   auto self = shared_from_this();  // packet handling may close and release us
   size_t off = 0;
   *wanted = 0;
@@ -121,7 +142,7 @@ size_t ConnectionHandler::OnData(std::span<const uint8_t> data, size_t* wanted) 
       return data.size();
     }
     off += r.consumed;
-    core_.stats().Add(core_.stats().bytes_received, r.consumed);
+    CountReceived(r.consumed);
     last_rx_ms_ = core_.broker().clock().SteadyMs();
     if (state_ == State::kConnecting) {
       pending_.push_back(std::move(r.packet));
@@ -204,6 +225,18 @@ void ConnectionHandler::HandleConnect(codec::Connect& c) {
   if (!relayed_in_ && core_.broker().router() != nullptr) {
     // Cluster mode: the session lives on S = leader(partition(client id)).
     auto place = core_.broker().router()->PlaceSession(client_id_);
+    if (!place.ok() && place.status().code() == absl::StatusCode::kAborted) {
+      // The session's partition is being handed off from this node: wait for the flip (and
+      // then relay to the new leader), as a relayed connect does, rather than turn the client
+      // away.
+      SHARDMQ_LOG(DEBUG) << Describe() << "CONNECT waits: " << place.status().message();
+      relayed_assigned_ = generated;
+      relay_ = std::make_unique<Relay>();
+      relay_->opened_with.assign(current_connect_bytes);
+      state_ = State::kRelaying;
+      if (!ArmRelayRetry()) SendConnackError(ReasonCode::kServerUnavailable);
+      return;
+    }
     if (!place.ok()) {
       SHARDMQ_LOG(WARNING) << Describe() << "CONNECT refused: " << place.status().message();
       SendConnackError(ReasonCode::kServerUnavailable);
@@ -403,11 +436,11 @@ void ConnectionHandler::CloseConnection(bool will_due) {
 void ConnectionHandler::OnClosed() {
   auto self = shared_from_this();
   if (relay_ != nullptr) {
-    if (!relay_->closed_by_node && core_.broker().router() != nullptr) {
+    if (!relay_->closed_by_node && relay_->conn != 0 && core_.broker().router() != nullptr) {
       core_.broker().router()->RelaySend(relay_->node, relay_->conn, /*upstream=*/true, {},
                                          /*close=*/true, nullptr);
     }
-    core_.UnregisterRelay(relay_->conn);
+    if (relay_->conn != 0) core_.UnregisterRelay(relay_->conn);
     relay_.reset();
   }
   if (state_ != State::kClosing && state_ != State::kClosed) {
@@ -918,7 +951,9 @@ void ConnectionHandler::OnDeadline(int64_t now_ms) {
   }
   if (state_ == State::kRelaying) {
     if (relay_ != nullptr && !relay_->confirmed) {
-      SHARDMQ_LOG(WARNING) << Describe() << "the session's node " << relay_->node
+      SHARDMQ_LOG(WARNING) << Describe()
+                           << (relay_->node.empty() ? std::string("the session's partition")
+                                                    : "the session's node " + relay_->node)
                            << " did not answer within the connect timeout";
       SendConnackError(ReasonCode::kServerUnavailable);
     }
@@ -964,11 +999,11 @@ void ConnectionHandler::StartRelay(const cluster::Router::Placement& placement,
   relay_ = std::make_unique<Relay>();
   relay_->opened_with.assign(connect_bytes);
   state_ = State::kRelaying;
-  relay_->conn = core_.RegisterRelay(shared_from_this());
   SendRelayOpen(placement);
 }
 
 void ConnectionHandler::SendRelayOpen(const cluster::Router::Placement& placement) {
+  if (relay_->conn == 0) relay_->conn = core_.RegisterRelay(shared_from_this());
   relay_->node = placement.node;
   relay_->opened_with += relay_->held;
   relay_->held.clear();
@@ -1000,7 +1035,7 @@ cluster::Router::Done ConnectionHandler::OnLinkFailure(
 
 void ConnectionHandler::RelayUp(std::string_view data) {
   if (data.empty() || relay_ == nullptr) return;
-  core_.stats().Add(core_.stats().bytes_received, data.size());
+  CountReceived(data.size());
   if (!relay_->confirmed) {
     relay_->held.append(data);
     UpdateRelayReadHold();
@@ -1051,18 +1086,10 @@ void ConnectionHandler::OnRelayReply(const std::string& from, std::string_view d
   if (not_leader) {
     // Fencing: S does not lead the session's partition at the epoch of our map. Wait for a
     // newer map and place the session again.
-    if (++relay_->tries > kMaxRelayTries) {
+    if (!ArmRelayRetry()) {
       SHARDMQ_LOG(WARNING) << Describe() << "no node accepts the session (fencing)";
       SendConnackError(ReasonCode::kServerUnavailable);
-      return;
     }
-    relay_->retry = std::make_unique<boost::asio::steady_timer>(core_.worker().io());
-    relay_->retry->expires_after(kRelayRetryDelay);
-    std::weak_ptr<ConnectionHandler> weak = weak_from_this();
-    relay_->retry->async_wait([weak](const boost::system::error_code& ec) {
-      if (ec) return;
-      if (auto h = weak.lock()) h->RetryRelay();
-    });
     return;
   }
   if (!relay_->confirmed) {
@@ -1085,18 +1112,63 @@ void ConnectionHandler::OnRelayReply(const std::string& from, std::string_view d
   }
 }
 
+bool ConnectionHandler::ArmRelayRetry() {
+  if (++relay_->tries > kMaxRelayTries) return false;
+  relay_->retry = std::make_unique<boost::asio::steady_timer>(core_.worker().io());
+  relay_->retry->expires_after(kRelayRetryDelay);
+  std::weak_ptr<ConnectionHandler> weak = weak_from_this();
+  relay_->retry->async_wait([weak](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (auto h = weak.lock()) h->RetryRelay();
+  });
+  return true;
+}
+
 void ConnectionHandler::RetryRelay() {
-  if (state_ != State::kRelaying || relay_ == nullptr) return;
+  if (state_ != State::kRelaying || relay_ == nullptr || relay_->confirmed) return;
   auto place = core_.broker().router()->PlaceSession(client_id_);
-  if (!place.ok() || place->local) {
-    // Unavailable now, or the session moved here: the client connects again (and is then
-    // served by the new placement).
+  if (!place.ok() && place.status().code() == absl::StatusCode::kAborted) {
+    if (!ArmRelayRetry()) {  // a hand-off here that outlasts the retries
+      SHARDMQ_LOG(WARNING) << Describe() << "CONNECT refused: " << place.status().message();
+      SendConnackError(ReasonCode::kServerUnavailable);
+    }
+    return;
+  }
+  if (!place.ok()) {
     SHARDMQ_LOG(INFO) << Describe() << "session placement changed while connecting: "
-                      << (place.ok() ? "now local" : place.status().message());
+                      << place.status().message();
     SendConnackError(ReasonCode::kServerUnavailable);
     return;
   }
+  if (place->local) {
+    ServeLocally();
+    return;
+  }
   SendRelayOpen(*place);
+}
+
+void ConnectionHandler::ServeLocally() {
+  // The session's partition is led here (again, or now): the CONNECT and every byte after it
+  // are handled as on a direct connection. No other node holds anything for this connection:
+  // the open was refused, or never sent.
+  SHARDMQ_LOG(DEBUG) << Describe() << "the session is served here";
+  std::string bytes = std::move(relay_->opened_with);
+  bytes += relay_->held;
+  if (relay_->conn != 0) core_.UnregisterRelay(relay_->conn);
+  const bool held = relay_->read_held;
+  relay_.reset();
+  state_ = State::kAwaitConnect;
+  counted_ahead_ += bytes.size();  // counted when they were read
+  replay_.insert(0, bytes);
+  size_t wanted = 0;
+  OnData({}, &wanted);
+  if (!held || transport_ == nullptr) return;
+  if (relay_ != nullptr) {  // relayed after all (the placement changed again)
+    relay_->read_held = true;
+    UpdateRelayReadHold();
+  } else {
+    transport_->HoldReading(false);
+  }
 }
 
 void ConnectionHandler::OnRelayNodeGone() {

@@ -111,7 +111,13 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   void RelayUp(std::string_view data);  // client bytes: held until S accepted, then sent
   void SendUp(std::string_view data);
   void UpdateRelayReadHold();  // holds or resumes reading the client's socket
+  // Places the session again after kRelayRetryDelay; false once kMaxRelayTries are used up.
+  bool ArmRelayRetry();
   void RetryRelay();
+  // The session turned out to be local after all: handle the held bytes here.
+  void ServeLocally();
+  size_t Process(std::span<const uint8_t> data, size_t* wanted);  // OnData without replay_
+  void CountReceived(size_t n);  // bytes_received, less counted_ahead_
   // A link callback that, if the item failed, runs `then` on this connection's worker (when
   // the connection still exists).
   cluster::Router::Done OnLinkFailure(std::function<void(ConnectionHandler&)> then);
@@ -186,6 +192,8 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
     std::unique_ptr<boost::asio::steady_timer> retry;
   };
   std::unique_ptr<Relay> relay_;
+  std::string replay_;          // client bytes to handle before the transport's (ServeLocally)
+  size_t counted_ahead_ = 0;    // bytes of replay_ already counted in bytes_received
   uint16_t next_alias_out_ = 1;
 };
 

@@ -783,9 +783,9 @@ TEST_F(HandoffTest, TheOldLeaderCopiesItsSessionsOverBeforeTheFlipAndDeletesThem
               ::testing::ElementsAre("prepare " + std::to_string(p) + " " + id,
                                      "import " + std::to_string(p) + " " + id + "(0)"));
   // Until the flip, a still leads p but turns its sessions' connections away: a local
-  // connect is told to come back, a relayed one refused (the front-end asks again).
+  // connect is told to ask again shortly, a relayed one refused (the front-end asks again).
   auto local = node("a").router.PlaceSession(id);
-  EXPECT_EQ(local.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(local.status().code(), absl::StatusCode::kAborted);
   EXPECT_THAT(std::string(local.status().message()), ::testing::HasSubstr("moving to node c"));
   auto place = node("b").router.PlaceSession(id);
   ASSERT_OK(place.status());

@@ -8,12 +8,15 @@ no acknowledged QoS 1 message is lost, and no QoS 2 message is delivered twice, 
 that were offline during the move and for clients that were connected (disconnected with v5
 0x9C, they reconnect and find their session)."""
 import collections
+import signal
 import threading
 import time
 
+import pytest
+
 from conftest import ctl_status
 from partitions import partition
-from rawmqtt import PUBLISH, PUBREL, RawClient
+from rawmqtt import PUBACK, PUBLISH, PUBREL, RawClient, publish_packet
 from test_cluster import nodes_by_id, placed_on, wait_until
 from test_cluster_sessions import LEASE_TTL, all_applied
 
@@ -335,3 +338,57 @@ def test_messages_for_a_dead_store_nodes_sessions_wait_for_it_at_the_owner(etcd,
     assert got[retained] == [99], dict(got)
 
 
+
+
+@pytest.mark.parametrize("outcome", ["flipped", "cancelled"])
+def test_a_direct_connect_to_the_old_leader_waits_for_the_hand_off(etcd, cluster_node, outcome):
+    """A client that connects straight to the old leader while its session's partition is
+    being handed off is not turned away: the connect waits until the hand-off ends, then is
+    relayed to the new leader (flipped) or served where it was (cancelled: the new leader was
+    lost), and finds its session; a publish sent right behind the CONNECT is not lost."""
+    a = cluster_node("a", role="store", lease_ttl=5)
+    assert wait_until(lambda: settled(ctl_status(etcd), ["a"], ["a"]))
+    ids = ["waiter-%d" % i for i in range(64)]
+    for cid in ids:
+        c = RawClient(a.port, 5)
+        assert c.connect(cid, clean=False, props=SESSION).rc == 0
+        c.close()
+    # b joins and is stopped at once: the hand-offs to it cannot finish, so a keeps the moving
+    # partitions frozen.
+    b = cluster_node("b", role="store", lease_ttl=3 if outcome == "cancelled" else 6)
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        assert wait_until(lambda: a.metric("shardmq_cluster_handoffs_in_progress") > 0,
+                          timeout=10)
+        time.sleep(0.3)
+        status = ctl_status(etcd)
+        moving = {m["partition"] for m in status["moves"] if m["from"] == "a"}
+        cid = next((c for c in ids if partition(c, status["partitions"]) in moving), None)
+        assert cid, status["moves"]
+        result = {}
+
+        def connect():
+            c = RawClient(a.port, 5, timeout=20)
+            c.connect(cid, clean=False, props=SESSION, expect_connack=False)
+            c.send(publish_packet("behind/connect", b"x", qos=1, packet_id=7))
+            result["connack"] = c.recv(20)
+            result["after"] = c.recv(10)
+            c.close()
+
+        waiter = threading.Thread(target=connect, daemon=True)
+        waiter.start()
+        time.sleep(1.0)
+        assert "connack" not in result, result  # waiting, not turned away
+        if outcome == "cancelled":
+            # b's lease runs out: the controller drops the moves, a keeps the partitions.
+            assert wait_until(lambda: not ctl_status(etcd)["moves"], timeout=10)
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    waiter.join(20)
+    assert not waiter.is_alive()
+    ack = result["connack"]
+    assert ack.rc == 0 and ack.session_present, ack
+    assert result["after"].type == PUBACK and result["after"].packet_id == 7
+    # Relayed to b (an open b refuses until it has the flip is opened again), or served by a.
+    opens = a.metric("shardmq_cluster_relays_out_total")
+    assert opens >= 1 if outcome == "flipped" else opens == 0, opens
