@@ -369,6 +369,14 @@ void WorkerCore::Connect(std::shared_ptr<ConnectionHandler> handler, SessionRequ
 void WorkerCore::ConnectAttempt(std::shared_ptr<ConnectionHandler> handler,
                                 SessionRequest request, int tries) {
   const std::string cid = request.client_id;
+  if (HandingOff(cid)) {
+    // The session's partition froze for a hand-off since the connection was placed: from
+    // then on its sessions take no client here (the client connects again).
+    SHARDMQ_LOG(INFO) << "connect of " << cid << " refused: its session is moving to another "
+                      << "node";
+    handler->RejectConnect(codec::ReasonCode::kServerUnavailable);
+    return;
+  }
   int from = -1;
   switch (broker_.Claim(cid, index(), &from)) {
     case BrokerCore::ClaimResult::kBusy:
@@ -405,6 +413,12 @@ void WorkerCore::ConnectAttempt(std::shared_ptr<ConnectionHandler> handler,
   FinishConnect(std::move(handler), *s, present);
 }
 
+bool WorkerCore::HandingOff(const std::string& client_id) {
+  if (broker_.router() == nullptr) return false;
+  auto place = broker_.router()->PlaceSession(client_id);
+  return !place.ok() && place.status().code() == absl::StatusCode::kAborted;
+}
+
 void WorkerCore::RetryConnect(std::shared_ptr<ConnectionHandler> handler, SessionRequest request,
                               int tries) {
   // Another connect with the same client id is in progress (rare: reconnect storms). Retry
@@ -425,7 +439,16 @@ void WorkerCore::FinishConnect(std::shared_ptr<ConnectionHandler> handler, Sessi
                                bool present) {
   const std::string cid = session.client_id();
   bool moving = session.moving_in;
-  handler->OnSessionReady(session, present);
+  if (session.frozen() && HandingOff(cid)) {
+    // It came from another worker while its partition froze for a hand-off (the connect
+    // raced the freeze): it stays as it is; the client connects again. (A frozen session of a
+    // partition not handed off from here is a copy this node imported and now leads.)
+    SHARDMQ_LOG(INFO) << "connect of " << cid << " refused: its session is moving to another "
+                      << "node";
+    handler->RejectConnect(codec::ReasonCode::kServerUnavailable);
+  } else {
+    handler->OnSessionReady(session, present);
+  }
   // OnSessionReady may have ended the session (connection already gone, transient session).
   if (!moving) {
     if (FindSession(cid) != nullptr) {

@@ -197,8 +197,10 @@ class WorkerCore {
 
   // --- Partition hand-off (handoff.cc; the BrokerCore::Handoff* steps, run on each worker).
   std::vector<Session*> SessionsOfPartition(uint32_t partition, uint32_t partitions);
+  // Freezes the partition's sessions here (kicking their clients) and adds their headers.
+  // `late`: only the ones not frozen yet (sessions that were moving between workers).
   void HandoffFreeze(uint32_t partition, uint32_t partitions,
-                     cluster::LocalDelivery::Sessions* headers);
+                     cluster::LocalDelivery::Sessions* headers, bool late = false);
   void HandoffPrepare(const records::SessionTransfer& offered,
                       std::function<void(const absl::Status&)> routed);
   void HandoffExport(uint32_t partition, uint32_t partitions,
@@ -238,6 +240,8 @@ class WorkerCore {
   void ConnectAttempt(std::shared_ptr<ConnectionHandler> handler, SessionRequest request,
                       int tries);
   void RetryConnect(std::shared_ptr<ConnectionHandler> handler, SessionRequest request, int tries);
+  // Cluster mode: `client_id`'s partition is being handed off from this node (frozen).
+  bool HandingOff(const std::string& client_id);
   // Move protocol (see broker_core.cc).
   void DetachForMove(const std::string& client_id, int to, bool clean_start);
   void SessionArrived(const std::string& client_id, int from, std::unique_ptr<Session> session);

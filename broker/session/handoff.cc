@@ -101,10 +101,12 @@ void WorkerCore::DiscardSession(Session& session) {
   EndSession(s);
 }
 
-void WorkerCore::HandoffFreeze(uint32_t p, uint32_t parts, Sessions* headers) {
+void WorkerCore::HandoffFreeze(uint32_t p, uint32_t parts, Sessions* headers, bool late) {
+  std::vector<Session*> sessions = SessionsOfPartition(p, parts);
+  if (late) std::erase_if(sessions, [](Session* s) { return s->frozen(); });
   // Disconnect the clients first (a session with expiry 0 ends with its connection).
   std::vector<std::shared_ptr<ConnectionHandler>> kick;
-  for (Session* s : SessionsOfPartition(p, parts)) {
+  for (Session* s : sessions) {
     if (s->connection() != nullptr) kick.push_back(s->connection()->shared_from_this());
   }
   if (!kick.empty()) {
@@ -112,9 +114,13 @@ void WorkerCore::HandoffFreeze(uint32_t p, uint32_t parts, Sessions* headers) {
                       << " client(s) of worker " << index() << ": their sessions move to "
                       << "another node";
   }
-  for (Session* s : SessionsOfPartition(p, parts)) s->Freeze();
+  for (Session* s : sessions) s->Freeze();
   for (auto& c : kick) c->Kick(codec::ReasonCode::kUseAnotherServer);
-  for (Session* s : SessionsOfPartition(p, parts)) {
+  for (Session* s : SessionsOfPartition(p, parts)) {  // a kicked session may have ended
+    if (!s->frozen() || (late && std::find(sessions.begin(), sessions.end(), s) ==
+                                     sessions.end())) {
+      continue;
+    }
     if (s->importing || s->imported) continue;  // a copy from an earlier hand-off, not ours
     records::SessionTransfer t;
     s->ExportHeader(&t);
@@ -318,13 +324,32 @@ void BrokerCore::Adopt(const std::string& client_id, int worker) {
 
 void BrokerCore::HandoffFreeze(uint32_t partition, uint32_t partitions,
                                std::function<void(Sessions)> done) {
-  auto gather = std::make_shared<Gather>(worker_count(), std::move(done));
+  // Two rounds. The first freezes the partition's sessions on every worker. A session can be
+  // between two workers at that moment (a connect on another worker took it over), in neither
+  // worker's table: once every worker has flushed what it posted to the others, it has landed,
+  // and the second round freezes what the first missed. (The router refuses connects for the
+  // partition from before the first round on, and a connect that gets a frozen session is
+  // turned away: WorkerCore::FinishConnect.)
+  auto gather = std::make_shared<Gather>(2 * worker_count(), std::move(done));
+  auto late = [this, partition, partitions, gather] {
+    for (auto& c : cores_) {
+      WorkerCore* core = c.get();
+      core->worker().Post([core, partition, partitions, gather] {
+        Sessions headers;
+        core->HandoffFreeze(partition, partitions, &headers, /*late=*/true);
+        gather->Add(std::move(headers));
+      });
+    }
+  };
+  auto flushed = std::make_shared<Countdown>(cores_.size(),
+                                             [late](const absl::Status&) { late(); });
   for (auto& c : cores_) {
     WorkerCore* core = c.get();
-    core->worker().Post([core, partition, partitions, gather] {
+    core->worker().Post([core, partition, partitions, gather, flushed] {
       Sessions headers;
       core->HandoffFreeze(partition, partitions, &headers);
       gather->Add(std::move(headers));
+      core->Broadcast([](WorkerCore&) {}, [flushed] { flushed->Finish(absl::OkStatus()); });
     });
   }
 }

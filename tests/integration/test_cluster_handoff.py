@@ -346,7 +346,7 @@ def test_a_direct_connect_to_the_old_leader_waits_for_the_hand_off(etcd, cluster
     being handed off is not turned away: the connect waits until the hand-off ends, then is
     relayed to the new leader (flipped) or served where it was (cancelled: the new leader was
     lost), and finds its session; a publish sent right behind the CONNECT is not lost."""
-    a = cluster_node("a", role="store", lease_ttl=5)
+    a = cluster_node("a", role="store", lease_ttl=5, config={"log_level": "debug"})
     assert wait_until(lambda: settled(ctl_status(etcd), ["a"], ["a"]))
     ids = ["waiter-%d" % i for i in range(64)]
     for cid in ids:
@@ -392,3 +392,92 @@ def test_a_direct_connect_to_the_old_leader_waits_for_the_hand_off(etcd, cluster
     # Relayed to b (an open b refuses until it has the flip is opened again), or served by a.
     opens = a.metric("shardmq_cluster_relays_out_total")
     assert opens >= 1 if outcome == "flipped" else opens == 0, opens
+
+
+class Churner(threading.Thread):
+    """Connects `cids` to `port` in turn, over and over, each time subscribing to one more
+    topic, sub/<cid>/<n>; `acked[cid]`: the highest n whose SUBACK granted it. Connects turned
+    away while a session's partition moves (CONNACK 0x88, a closed socket) are tried again."""
+
+    def __init__(self, port, cids):
+        super().__init__(daemon=True)
+        self.port, self.cids = port, cids
+        self.acked = {c: -1 for c in cids}
+        self.stop = threading.Event()
+        self.rounds = 0
+        self.refused = 0
+        self.error = None
+
+    def run(self):
+        try:
+            deadline = time.time() + 60
+            while not self.stop.is_set() and time.time() < deadline and self.rounds < 400:
+                self.rounds += 1
+                for cid in self.cids:
+                    n = self.acked[cid] + 1
+                    c = RawClient(self.port, 5, timeout=15)
+                    try:
+                        ack = c.connect(cid, clean=False, props=SESSION)
+                        if ack.rc != 0:
+                            self.refused += 1
+                            continue
+                        assert ack.session_present, "%s lost its session" % cid
+                        if c.subscribe([("sub/%s/%d" % (cid, n), 1)]).rcs == [1]:
+                            self.acked[cid] = n
+                        c.disconnect()
+                    except AssertionError as e:
+                        if "lost its session" in str(e):
+                            raise
+                        self.refused += 1  # closed by the broker (its partition moved)
+                    finally:
+                        c.close()
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+
+def test_sessions_connecting_in_a_loop_through_a_join_keep_every_granted_subscription(
+        etcd, cluster_node):
+    """Clients that keep connecting straight to the old leader and subscribing while their
+    sessions' partitions move: every session stays present, and its last granted subscription
+    is there afterwards wherever it lives (a connect that raced a freeze would have changed a
+    copy the new leader never gets)."""
+    a = cluster_node("a", role="store", lease_ttl=5)
+    assert wait_until(lambda: settled(ctl_status(etcd), ["a"], ["a"]))
+    ids = ["churn-%d" % i for i in range(24)]
+    for cid in ids:
+        c = RawClient(a.port, 5)
+        assert c.connect(cid, clean=False, props=SESSION).rc == 0
+        c.disconnect()
+    churners = [Churner(a.port, ids[i::4]) for i in range(4)]
+    for t in churners:
+        t.start()
+    time.sleep(0.5)
+    b = cluster_node("b", role="store", lease_ttl=5)
+    assert wait_until(lambda: settled(ctl_status(etcd), ["a", "b"], ["a", "b"]), timeout=30)
+    time.sleep(0.5)
+    for t in churners:
+        t.stop.set()
+    for t in churners:
+        t.join(30)
+        assert not t.is_alive()
+        assert t.error is None, t.error
+    acked = {}
+    for t in churners:
+        acked.update(t.acked)
+    assert all(n >= 1 for n in acked.values()), acked
+    status = ctl_status(etcd)
+    assert any(partition(c, status["partitions"]) in
+               {p for p, leader in enumerate(status["leaders"]) if leader == "b"} for c in ids)
+    # Every session's last granted subscription works, on whichever node now holds it.
+    pub = RawClient(b.port, 5)
+    assert pub.connect("churn-checker").rc == 0
+    for cid in ids:
+        c = RawClient(a.port, 5, timeout=10)
+        ack = c.connect(cid, clean=False, props=SESSION)
+        assert ack.rc == 0 and ack.session_present, (cid, ack)
+        topic = "sub/%s/%d" % (cid, acked[cid])
+        assert pub.publish_qos(topic, b"hello", qos=1).rc == 0
+        got = c.expect(PUBLISH, timeout=10)
+        assert got.topic == topic, (cid, got)
+        c.puback(got.packet_id)
+        c.disconnect()
