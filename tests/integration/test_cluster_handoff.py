@@ -340,6 +340,17 @@ def test_messages_for_a_dead_store_nodes_sessions_wait_for_it_at_the_owner(etcd,
 
 
 
+def persistent_sessions_on_a_lone_store(etcd, a, prefix, n):
+    """Once `a` leads every partition: n offline persistent sessions on it; their ids."""
+    assert wait_until(lambda: settled(ctl_status(etcd), ["a"], ["a"]))
+    ids = ["%s-%d" % (prefix, i) for i in range(n)]
+    for cid in ids:
+        c = RawClient(a.port, 5)
+        assert c.connect(cid, clean=False, props=SESSION).rc == 0
+        c.disconnect()
+    return ids
+
+
 @pytest.mark.parametrize("outcome", ["flipped", "cancelled"])
 def test_a_direct_connect_to_the_old_leader_waits_for_the_hand_off(etcd, cluster_node, outcome):
     """A client that connects straight to the old leader while its session's partition is
@@ -347,12 +358,7 @@ def test_a_direct_connect_to_the_old_leader_waits_for_the_hand_off(etcd, cluster
     relayed to the new leader (flipped) or served where it was (cancelled: the new leader was
     lost), and finds its session; a publish sent right behind the CONNECT is not lost."""
     a = cluster_node("a", role="store", lease_ttl=5, config={"log_level": "debug"})
-    assert wait_until(lambda: settled(ctl_status(etcd), ["a"], ["a"]))
-    ids = ["waiter-%d" % i for i in range(64)]
-    for cid in ids:
-        c = RawClient(a.port, 5)
-        assert c.connect(cid, clean=False, props=SESSION).rc == 0
-        c.close()
+    ids = persistent_sessions_on_a_lone_store(etcd, a, "waiter", 64)
     # b joins and is stopped at once: the hand-offs to it cannot finish, so a keeps the moving
     # partitions frozen.
     b = cluster_node("b", role="store", lease_ttl=3 if outcome == "cancelled" else 6)
@@ -442,12 +448,7 @@ def test_sessions_connecting_in_a_loop_through_a_join_keep_every_granted_subscri
     is there afterwards wherever it lives (a connect that raced a freeze would have changed a
     copy the new leader never gets)."""
     a = cluster_node("a", role="store", lease_ttl=5)
-    assert wait_until(lambda: settled(ctl_status(etcd), ["a"], ["a"]))
-    ids = ["churn-%d" % i for i in range(24)]
-    for cid in ids:
-        c = RawClient(a.port, 5)
-        assert c.connect(cid, clean=False, props=SESSION).rc == 0
-        c.disconnect()
+    ids = persistent_sessions_on_a_lone_store(etcd, a, "churn", 24)
     churners = [Churner(a.port, ids[i::4]) for i in range(4)]
     for t in churners:
         t.start()
