@@ -361,7 +361,7 @@ def test_a_direct_connect_to_the_old_leader_waits_for_the_hand_off(etcd, cluster
     ids = persistent_sessions_on_a_lone_store(etcd, a, "waiter", 64)
     # b joins and is stopped at once: the hand-offs to it cannot finish, so a keeps the moving
     # partitions frozen.
-    b = cluster_node("b", role="store", lease_ttl=3 if outcome == "cancelled" else 6)
+    b = cluster_node("b", role="store", lease_ttl=4 if outcome == "cancelled" else 6)
     b.proc.send_signal(signal.SIGSTOP)
     try:
         assert wait_until(lambda: a.metric("shardmq_cluster_handoffs_in_progress") > 0,
@@ -386,8 +386,10 @@ def test_a_direct_connect_to_the_old_leader_waits_for_the_hand_off(etcd, cluster
         time.sleep(1.0)
         assert "connack" not in result, result  # waiting, not turned away
         if outcome == "cancelled":
-            # b's lease runs out: the controller drops the moves, a keeps the partitions.
+            # b's lease runs out: the controller drops the moves, a keeps the partitions and
+            # serves the connect (before b is back: then it would join again).
             assert wait_until(lambda: not ctl_status(etcd)["moves"], timeout=10)
+            assert wait_until(lambda: "after" in result, timeout=10), result
     finally:
         b.proc.send_signal(signal.SIGCONT)
     waiter.join(20)
