@@ -775,6 +775,20 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
   return absl::OkStatus();
 }
 
+ClusterRouter::Outgoing ClusterRouter::Resending(const std::string& to, v1::PeerItem item,
+                                                    int tries) {
+  // An answer lost because the link was not there yet (this node has just joined and does not
+  // know the asker yet) or broke is sent again, so the asker does not wait for its timeout;
+  // a held message, so a link that breaks just as its node is back does not lose it.
+  auto copy = std::make_shared<v1::PeerItem>(item);
+  return Outgoing{to, std::move(item), [this, to, copy, tries](const absl::Status& st) {
+                    if (st.ok() || tries >= kMaxRefusedRetries) return;
+                    Later([this, to, copy, tries] {
+                      Send({Resending(to, *copy, tries + 1)});
+                    });
+                  }};
+}
+
 void ClusterRouter::Send(std::vector<Outgoing> out) {
   for (Outgoing& o : out) {
     if (o.node.empty()) {  // a waiter of a route removed before it was registered
@@ -848,6 +862,17 @@ void ClusterRouter::SendRetainedSync(const std::string& to, uint64_t token, int 
   // This node's retained messages, in chunks, on the stream to the asker. An answer that does
   // not get through (the asker has just joined and this node has no link to it yet, or the link
   // broke) is sent again, whole, a little later; the asker also asks again if it hears nothing.
+  bool linked;
+  {
+    std::lock_guard lock(mu_);
+    linked = links_.contains(to);
+  }
+  if (!linked) {  // not yet: no snapshot to throw away
+    if (tries < kMaxRefusedRetries) {
+      Later([this, to, token, tries] { SendRetainedSync(to, token, tries + 1); });
+    }
+    return;
+  }
   std::vector<records::Message> all = local_.RetainedSnapshot();
   constexpr size_t kChunk = 500;
   std::vector<Outgoing> out;

@@ -27,20 +27,6 @@ constexpr size_t kDataChunkBytes = 512 << 10;
 
 }  // namespace
 
-ClusterRouter::Outgoing ClusterRouter::Resending(const std::string& to, v1::PeerItem item,
-                                                    int tries) {
-  // An answer lost because the link was not there yet (this node has just joined and does not
-  // know the asker yet) or broke is sent again, so the asker does not wait for its timeout;
-  // a held message, so a link that breaks just as its node is back does not lose it.
-  auto copy = std::make_shared<v1::PeerItem>(item);
-  return Outgoing{to, std::move(item), [this, to, copy, tries](const absl::Status& st) {
-                    if (st.ok() || tries >= kMaxRefusedRetries) return;
-                    Later([this, to, copy, tries] {
-                      Send({Resending(to, *copy, tries + 1)});
-                    });
-                  }};
-}
-
 ClusterRouter::Handoff* ClusterRouter::AtStageLocked(uint32_t p, uint64_t attempt,
                                                      Handoff::Stage stage) {
   auto it = handoffs_.find(p);

@@ -104,6 +104,7 @@ void WorkerCore::DiscardSession(Session& session) {
 void WorkerCore::HandoffFreeze(uint32_t p, uint32_t parts, Sessions* headers, bool late) {
   std::vector<Session*> sessions = SessionsOfPartition(p, parts);
   if (late) std::erase_if(sessions, [](Session* s) { return s->frozen(); });
+  const absl::flat_hash_set<const Session*> ours(sessions.begin(), sessions.end());
   // Disconnect the clients first (a session with expiry 0 ends with its connection).
   std::vector<std::shared_ptr<ConnectionHandler>> kick;
   for (Session* s : sessions) {
@@ -117,10 +118,7 @@ void WorkerCore::HandoffFreeze(uint32_t p, uint32_t parts, Sessions* headers, bo
   for (Session* s : sessions) s->Freeze();
   for (auto& c : kick) c->Kick(codec::ReasonCode::kUseAnotherServer);
   for (Session* s : SessionsOfPartition(p, parts)) {  // a kicked session may have ended
-    if (!s->frozen() || (late && std::find(sessions.begin(), sessions.end(), s) ==
-                                     sessions.end())) {
-      continue;
-    }
+    if (!ours.contains(s)) continue;                 // not frozen by this round
     if (s->importing || s->imported) continue;  // a copy from an earlier hand-off, not ours
     records::SessionTransfer t;
     s->ExportHeader(&t);

@@ -259,6 +259,24 @@ class ClusterRouterTest : public ::testing::Test {
     node("c").router.OnMap(next);
     return next;
   }
+  // a, b and c joined in that order; c comes back with a new lease (so it asks a for the
+  // retained messages) before a has seen it go or return (a has no link to c). Returns the
+  // member records with c's new lease, for a to learn them later.
+  std::map<std::string, v1::MemberRecord> CComesBackUnseenByA(int64_t lease) {
+    auto members = members_;
+    members["a"].set_joined_revision(5);
+    members["b"].set_joined_revision(6);
+    members["c"].set_joined_revision(7);
+    for (auto& n : nodes_) n->router.OnMembers(members);
+    auto without_c = members;
+    without_c.erase("c");
+    node("a").router.OnMembers(without_c);
+    members["c"].set_lease(lease);
+    members["c"].set_joined_revision(20);
+    node("c").router.SetLease(lease);
+    node("c").router.OnMembers(members);
+    return members;
+  }
   absl::Status AddRouteSync(TestNode& n, const std::string& filter,
                             const std::string& group = "") {
     std::promise<absl::Status> p;
@@ -619,18 +637,7 @@ TEST_F(ClusterRouterTest, AnAnswerToARetainedCatchUpThatFindsNoLinkIsSentAgain) 
   // The asker has just come back: the member it asks does not know it yet, so has no link to
   // it when the question arrives. The answer must get there once the link exists.
   node("a").inbox.SetRetained({Msg("r/1", "v", true), Msg("r/2", "v", true)});
-  auto members = members_;
-  members["a"].set_joined_revision(5);
-  members["b"].set_joined_revision(6);
-  members["c"].set_joined_revision(7);
-  for (auto& n : nodes_) n->router.OnMembers(members);
-  auto without_c = members;
-  without_c.erase("c");
-  node("a").router.OnMembers(without_c);  // a has not seen c come back yet
-  members["c"].set_lease(778);
-  members["c"].set_joined_revision(20);
-  node("c").router.SetLease(778);
-  node("c").router.OnMembers(members);
+  auto members = CComesBackUnseenByA(778);
   ASSERT_TRUE(test::WaitFor([&] { return !node("c").inbox.synced().empty(); }, 5s));
   std::this_thread::sleep_for(500ms);
   EXPECT_THAT(node("c").inbox.synced(), ::testing::ElementsAre("started"));  // nothing yet
@@ -646,18 +653,7 @@ TEST_F(ClusterRouterTest, ARetainedCatchUpThatHearsNothingAsksAgain) {
   // kSyncSilence, telling the broker it is the same catch-up (publishes seen since the first ask
   // still win over the answer).
   node("a").inbox.SetRetained({Msg("r/1", "v", true)});
-  auto members = members_;
-  members["a"].set_joined_revision(5);
-  members["b"].set_joined_revision(6);
-  members["c"].set_joined_revision(7);
-  for (auto& n : nodes_) n->router.OnMembers(members);
-  auto without_c = members;
-  without_c.erase("c");
-  node("a").router.OnMembers(without_c);
-  members["c"].set_lease(779);
-  members["c"].set_joined_revision(20);
-  node("c").router.SetLease(779);
-  node("c").router.OnMembers(members);
+  auto members = CComesBackUnseenByA(779);
   ASSERT_TRUE(test::WaitFor([&] { return node("c").inbox.synced().size() == 2; },
                             ClusterRouter::kSyncSilence + 5s));
   EXPECT_THAT(node("c").inbox.synced(), ::testing::ElementsAre("started", "started again"));
