@@ -2,6 +2,7 @@
 
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/topic.h"
 
 namespace shardmq::cluster {
 namespace {
@@ -129,7 +130,21 @@ void ClusterRouter::RegisterLocked(const RouteKey& key, LocalFilter& lf,
     }
     if (o.node == self_) {  // in process
       owner_routes_.Add(self_, lease_, filter, key.second);
-      lf.registered.insert(o);
+      std::vector<std::string> holders = GrantHoldersLocked(filter, key.second, self_);
+      if (holders.empty()) {
+        lf.registered.insert(o);
+        continue;
+      }
+      // Nodes that do not forward the topics the route matches must stop skipping them first.
+      lf.pending.insert(o);
+      LaterLocked(
+          [this, key, o, holders = std::move(holders)] {
+            RevokeGrants(holders, [this, key, o](const absl::Status& st) {
+              OnRouteAck(key, o,
+                         st.ok() ? st : absl::FailedPreconditionError(std::string(st.message())));
+            });
+          },
+          std::chrono::milliseconds(0));
       continue;
     }
     lf.pending.insert(o);
@@ -152,17 +167,30 @@ void ClusterRouter::RouteAckLocked(const RouteKey& key, const Owner& owner,
   if (lf.pending.erase(owner) == 0) return;
   if (st.code() == absl::StatusCode::kFailedPrecondition &&
       ++lf.refusals <= kMaxRefusedRetries) {
-    // Refused by fencing: register again, at the leader of this node's map by then. The
-    // AddRoute calls keep waiting.
+    // Refused by fencing (or by an owner ending quiet-topic grants first): register again, at
+    // the leader of this node's map by then. The AddRoute calls keep waiting, also for the
+    // other owners of a wildcard route that answer meanwhile.
+    ++lf.retrying;
     LaterLocked([this, key] {
       std::vector<Outgoing> out;
+      std::vector<std::pair<Done, absl::Status>> ready;
       {
         std::lock_guard lock(mu_);
         auto again = local_filters_.find(key);
         if (again == local_filters_.end()) return;
-        RegisterLocked(key, again->second, &out);
+        LocalFilter& lf = again->second;
+        --lf.retrying;
+        RegisterLocked(key, lf, &out);
+        if (lf.pending.empty() && lf.retrying == 0) {  // no owner to ask any more
+          for (Done& d : lf.waiters) ready.emplace_back(std::move(d), lf.failure);
+          lf.waiters.clear();
+          lf.failure = absl::OkStatus();
+        }
       }
       Send(std::move(out));
+      for (auto& [done, status] : ready) {
+        if (done) done(status);
+      }
     });
     return;
   }
@@ -172,7 +200,7 @@ void ClusterRouter::RouteAckLocked(const RouteKey& key, const Owner& owner,
   } else if (lf.failure.ok()) {
     lf.failure = st;
   }
-  if (!lf.pending.empty()) return;
+  if (!lf.pending.empty() || lf.retrying > 0) return;
   for (Done& d : lf.waiters) ready->emplace_back(std::move(d), lf.failure);
   lf.waiters.clear();
   lf.failure = absl::OkStatus();
@@ -198,13 +226,14 @@ void ClusterRouter::AddRoute(const std::string& filter, const std::string& group
     std::lock_guard lock(mu_);
     LocalFilter& lf = local_filters_[key];
     ++lf.count;
-    const bool settled = lf.pending.empty() && !lf.registered.empty();
+    const bool settled = lf.pending.empty() && lf.retrying == 0 && !lf.registered.empty();
     if (settled && lf.count > 1) {
       ready.emplace_back(std::move(done), absl::OkStatus());
     } else {
       if (done) lf.waiters.push_back(std::move(done));
       RegisterLocked(key, lf, &out);
-      if (lf.pending.empty()) {  // nothing to wait for: all in process, or a failure
+      // Nothing to wait for: all in process, or a failure.
+      if (lf.pending.empty() && lf.retrying == 0) {
         for (Done& d : lf.waiters) ready.emplace_back(std::move(d), lf.failure);
         lf.waiters.clear();
         lf.failure = absl::OkStatus();
@@ -225,16 +254,21 @@ void ClusterRouter::RemoveRoute(const std::string& filter, const std::string& gr
     auto it = local_filters_.find(key);
     if (it == local_filters_.end()) return;
     if (--it->second.count > 0) return;
-    for (const Owner& o : it->second.registered) {
-      if (o.node == self_) {
+    // Owners still pending get the add first and the remove after it, on the same stream. An
+    // owner that refused the add while ending quiet-topic grants holds the route already, so
+    // every current owner is told too (a remove of a route an owner does not hold is a no-op).
+    std::set<std::string> owners;
+    for (const Owner& o : it->second.registered) owners.insert(o.node);
+    for (const Owner& o : it->second.pending) owners.insert(o.node);
+    for (const Owner& o : OwnersOfLocked(filter)) {
+      if (o.lease != 0) owners.insert(o.node);
+    }
+    for (const std::string& node : owners) {
+      if (node == self_) {
         owner_routes_.Remove(self_, lease_, filter, group);
       } else {
-        out.push_back(Outgoing{o.node, RouteItemOf(key, false), nullptr});
+        out.push_back(Outgoing{node, RouteItemOf(key, false), nullptr});
       }
-    }
-    // Owners still pending get the add first and the remove after it, on the same stream.
-    for (const Owner& o : it->second.pending) {
-      out.push_back(Outgoing{o.node, RouteItemOf(key, false), nullptr});
     }
     std::vector<Done> waiters = std::move(it->second.waiters);
     local_filters_.erase(it);
@@ -281,6 +315,7 @@ void ClusterRouter::RoutePublishLocked(const std::string& origin, const records:
     const std::string& pick = from[rr++ % from.size()];
     scope(pick).shared.push_back(key);
   }
+  if (origin != self_) MaybeGrantLocked(origin, message, matches, out);
   for (auto& [node, sc] : per_node) {
     if (!sc.plain && sc.shared.empty()) continue;
     if (node == self_) {
@@ -367,6 +402,11 @@ void ClusterRouter::ForwardAttempt(const records::Message& message, Done done, i
       } else if (!AliveLocked(leader)) {
         error = absl::UnavailableError("partition " + std::to_string(p) + " is unavailable: its " +
                                        "owner " + leader + " is down");
+      } else if (message.qos() == 0 && !message.retain() &&
+                 QuietLocked(message.topic(), p, leader)) {
+        // The owner said no other node subscribes to the topic (and will say so before any
+        // does): the broker delivered it to this node's subscribers, and that is all.
+        ++stats_.forwards_skipped;
       } else {
         v1::PeerItem item;
         *item.mutable_publish()->mutable_message() = message;
@@ -679,6 +719,17 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
           if (!st.ok()) return st;
         }
         owner_routes_.Add(sender, sender_lease, r.filter(), r.group());
+        std::vector<std::string> holders = GrantHoldersLocked(r.filter(), r.group(), sender);
+        if (!holders.empty()) {
+          // Nodes that skip the topics the route matches stop first. The route is in from now
+          // on; the refusal makes the sender send it again (kRefusedRetryDelay), and it is
+          // acknowledged once no grant it matches is left.
+          LaterLocked([this, holders = std::move(holders)] { RevokeGrants(holders, nullptr); },
+                      std::chrono::milliseconds(0));
+          return absl::FailedPreconditionError(
+              "node " + self_ + " is ending quiet-topic grants that route " + r.filter() +
+              " matches; send it again");
+        }
       } else {
         owner_routes_.Remove(sender, sender_lease, r.filter(), r.group());
       }
@@ -769,6 +820,19 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
     case v1::PeerItem::kHandoffStep:
     case v1::PeerItem::kHandoffData:
       return HandleHandoff(sender, sender_lease, item);
+    case v1::PeerItem::kQuietGrant: {
+      const v1::QuietGrant& g = item.quiet_grant();
+      std::lock_guard lock(mu_);
+      auto r = revoked_upto_.find({sender, sender_lease});
+      if (r != revoked_upto_.end() && g.id() <= r->second) return absl::OkStatus();
+      auto m = members_.find(sender);
+      if (m == members_.end() || m->second.lease() != sender_lease) return absl::OkStatus();
+      if (quiet_.size() >= kMaxQuietTopics && !quiet_.contains(g.topic())) {
+        return absl::OkStatus();
+      }
+      quiet_[g.topic()] = QuietTopic{sender, sender_lease, g.epoch(), g.id()};
+      return absl::OkStatus();
+    }
     case v1::PeerItem::KIND_NOT_SET:
       return absl::OkStatus();
   }
@@ -826,6 +890,10 @@ void ClusterRouter::SetLease(int64_t lease) {
     if (lease == lease_ || stopped_) return;
     const int64_t previous = lease_;
     lease_ = lease;
+    // A new incarnation: grants either way were the old one's.
+    quiet_.clear();
+    granted_.clear();
+    revoked_upto_.clear();
     sync_state_ = SyncState::kNeeded;
     sync_asked_ = false;
     if (previous != 0) {
@@ -987,6 +1055,19 @@ void ClusterRouter::OnMap(const PartitionMap& map) {
       }
     }
     map_ = map;
+    // Quiet-topic grants of an owner that no longer leads the topic at that epoch are over;
+    // so are those given as owner for partitions led elsewhere now.
+    std::erase_if(quiet_, [&](const auto& q) {
+      const uint32_t p = PartitionLocked(q.first);
+      return map_.LeaderOf(p) != q.second.owner || map_.EpochOf(p) != q.second.epoch;
+    });
+    for (auto it = granted_.begin(); it != granted_.end();) {
+      const uint32_t p = PartitionLocked(it->first);
+      if (map_.LeaderOf(p) == self_) {
+        std::erase_if(it->second, [&](const auto& g) { return g.second.epoch != map_.EpochOf(p); });
+      }
+      it = (map_.LeaderOf(p) != self_ || it->second.empty()) ? granted_.erase(it) : std::next(it);
+    }
     // A down store node whose partitions no longer wait for it (`ctl remove`): its sessions
     // are not served any more, so nothing is held for them.
     for (auto it = down_stores_.begin(); it != down_stores_.end();) {
@@ -1045,6 +1126,16 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
       }
     }
     members_ = members;
+    // Quiet-topic grants end with either side's incarnation.
+    for (const std::string& id : gone) {
+      std::erase_if(quiet_, [&](const auto& q) { return q.second.owner == id; });
+      for (auto& [topic, nodes] : granted_) nodes.erase(id);
+      std::erase_if(revoked_upto_, [&](const auto& r) {
+        auto m = members_.find(r.first.first);
+        return m == members_.end() || m->second.lease() != r.first.second;
+      });
+    }
+    std::erase_if(granted_, [](const auto& t) { return t.second.empty(); });
     for (const auto& [id, m] : members_) {
       if (id == self_ || links_.contains(id) || lease_ == 0) continue;
       links_[id] = PeerLink::Create(self_, lease_, id, m.cluster_addr());
@@ -1093,12 +1184,152 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
   MaybeStartSync();
 }
 
+// ---- Quiet topics (proto QuietGrant).
+
+void ClusterRouter::MaybeGrantLocked(const std::string& origin, const records::Message& message,
+                                     const OwnerRoutes::Matches& matches,
+                                     std::vector<Outgoing>* out) {
+  if (message.qos() != 0 || message.retain() || !matches.shared.empty()) return;
+  for (const std::string& node : matches.plain) {
+    if (node != origin) return;
+  }
+  if (!members_.contains(origin)) return;
+  auto topic = granted_.find(message.topic());
+  if (topic == granted_.end()) {
+    if (granted_.size() >= kMaxQuietTopics) return;
+    topic = granted_.try_emplace(message.topic()).first;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  auto [g, fresh] = topic->second.try_emplace(origin);
+  // A node that still forwards after a grant: in flight when the grant went out, or it dropped
+  // the grant (its map or members changed, the stream broke).
+  const uint64_t epoch = map_.EpochOf(PartitionLocked(message.topic()));
+  if (!fresh && g->second.epoch == epoch && now - g->second.sent < kQuietResend) return;
+  g->second.id = ++grant_seq_;
+  g->second.epoch = epoch;
+  g->second.sent = now;
+  v1::PeerItem item;
+  v1::QuietGrant* q = item.mutable_quiet_grant();
+  q->set_topic(message.topic());
+  q->set_epoch(epoch);
+  q->set_id(g->second.id);
+  out->push_back(Outgoing{origin, std::move(item), nullptr});
+  ++stats_.quiet_grants;
+}
+
+std::vector<std::string> ClusterRouter::GrantHoldersLocked(const std::string& filter,
+                                                           const std::string& group,
+                                                           const std::string& node) const {
+  std::set<std::string> holders;
+  auto add = [&](const std::map<std::string, Granted>& nodes) {
+    for (const auto& [n, g] : nodes) {
+      // A node's own plain route does not end its grants: it delivers to its own subscribers.
+      // A shared one does: shared subscriptions are the owner's to pick.
+      if (n != node || !group.empty()) holders.insert(n);
+    }
+  };
+  if (granted_.empty()) return {};
+  if (!HasWildcard(filter)) {
+    if (auto it = granted_.find(filter); it != granted_.end()) add(it->second);
+  } else {
+    for (const auto& [topic, nodes] : granted_) {
+      if (topic::Matches(filter, topic)) add(nodes);
+    }
+  }
+  return {holders.begin(), holders.end()};
+}
+
+void ClusterRouter::RevokeGrants(const std::vector<std::string>& holders, Done done) {
+  struct Pending {
+    std::mutex mu;
+    size_t left = 0;
+    absl::Status first;
+    Done done;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->left = holders.size();
+  pending->done = std::move(done);
+  auto finish = [pending](const absl::Status& st) {
+    Done d;
+    absl::Status result;
+    {
+      std::lock_guard lock(pending->mu);
+      if (!st.ok() && pending->first.ok()) pending->first = st;
+      if (--pending->left > 0) return;
+      d = std::move(pending->done);
+      result = pending->first;
+    }
+    if (d) d(result);
+  };
+  for (const std::string& node : holders) {
+    std::shared_ptr<PeerLink> link;
+    uint64_t upto = 0;
+    {
+      std::lock_guard lock(mu_);
+      upto = grant_seq_;
+      if (auto it = links_.find(node); it != links_.end()) link = it->second;
+      if (link == nullptr) {
+        // Not a member (any more): it holds no grant of this incarnation's members view.
+        for (auto& [topic, nodes] : granted_) nodes.erase(node);
+        std::erase_if(granted_, [](const auto& t) { return t.second.empty(); });
+      } else {
+        ++stats_.quiet_revokes;
+      }
+    }
+    if (link == nullptr) {
+      finish(absl::OkStatus());
+      continue;
+    }
+    link->Revoke(upto, [this, node, upto, finish](const absl::Status& st) {
+      if (st.ok()) {
+        std::lock_guard lock(mu_);
+        for (auto it = granted_.begin(); it != granted_.end();) {
+          auto g = it->second.find(node);
+          if (g != it->second.end() && g->second.id <= upto) it->second.erase(g);
+          it = it->second.empty() ? granted_.erase(it) : std::next(it);
+        }
+      } else {
+        SHARDMQ_LOG(WARNING) << "could not end the quiet-topic grants of node " << node << ": "
+                             << st.message();
+      }
+      finish(st);
+    });
+  }
+}
+
+bool ClusterRouter::QuietLocked(const std::string& topic, uint32_t p,
+                                const std::string& leader) const {
+  if (quiet_.empty()) return false;
+  auto it = quiet_.find(topic);
+  if (it == quiet_.end()) return false;
+  const QuietTopic& q = it->second;
+  // A node whose own lease may have expired may have missed a revocation (the owner counted
+  // it out): it forwards everything until it has rejoined.
+  return q.owner == leader && q.epoch == map_.EpochOf(p) && (!lease_check_ || lease_check_());
+}
+
+void ClusterRouter::StreamEnded(const std::string& sender, int64_t sender_lease) {
+  std::lock_guard lock(mu_);
+  std::erase_if(quiet_, [&](const auto& q) { return q.second.owner == sender; });
+}
+
+void ClusterRouter::HandleRevoke(const v1::RevokeRequest& request) {
+  std::lock_guard lock(mu_);
+  uint64_t& upto = revoked_upto_[{request.sender(), request.sender_lease()}];
+  upto = std::max(upto, request.upto());
+  std::erase_if(quiet_, [&](const auto& q) {
+    return q.second.owner == request.sender() && q.second.owner_lease == request.sender_lease() &&
+           q.second.id <= request.upto();
+  });
+}
+
 ClusterRouter::Stats ClusterRouter::stats() const {
   std::lock_guard lock(mu_);
   Stats out = stats_;
   out.owner_routes = owner_routes_.route_count();
   out.local_filters = local_filters_.size();
   out.handoffs_active = handoffs_.size();
+  out.quiet_topics = quiet_.size();
   for (const auto& [id, d] : down_stores_) out.held_for_down += d.held.size();
   out.batches_out = closed_batches_;  // counters: links that closed still count
   out.items_out = closed_items_;

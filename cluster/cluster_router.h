@@ -47,6 +47,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -107,6 +108,13 @@ class ClusterRouter final : public Router, public PeerHandler {
   // PeerHandler
   absl::Status Handle(const std::string& sender, int64_t sender_lease,
                       const v1::PeerItem& item) override;
+  void StreamEnded(const std::string& sender, int64_t sender_lease) override;
+  void HandleRevoke(const v1::RevokeRequest& request) override;
+
+  // Quiet topics (proto QuietGrant): at most this many topics granted as owner, and held as
+  // publisher's node; an owner sends a grant again to a node still forwarding after this long.
+  static constexpr size_t kMaxQuietTopics = 100000;
+  static constexpr std::chrono::milliseconds kQuietResend{1000};
 
   // A publish or route registration refused by fencing (the receiver does not lead the
   // partition at the epoch this node knows) is sent again after kRefusedRetryDelay, to
@@ -146,6 +154,10 @@ class ClusterRouter final : public Router, public PeerHandler {
     uint64_t handoffs_active = 0;       // hand-offs this node takes part in, not flipped yet
     uint64_t held_for_down = 0;         // QoS 1/2 deliveries held for down store nodes (now)
     uint64_t held_for_down_dropped = 0; // ... dropped: over kMaxHeldForDown, or node removed
+    uint64_t forwards_skipped = 0;      // QoS 0 publishes not forwarded: quiet topic (granted)
+    uint64_t quiet_grants = 0;          // quiet-topic grants sent as owner
+    uint64_t quiet_revokes = 0;         // Peer.Revoke calls made as owner (before a route ack)
+    uint64_t quiet_topics = 0;          // quiet-topic grants this node holds now
   };
   // QoS 1/2 deliveries an owner holds for one down store node, in count and payload bytes
   // (the oldest are dropped beyond either).
@@ -166,6 +178,7 @@ class ClusterRouter final : public Router, public PeerHandler {
     int refusals = 0;                 // registrations refused (fencing) since the last success
     std::set<Owner> registered;       // owners that acknowledged the route
     std::set<Owner> pending;          // owners asked, no answer yet
+    int retrying = 0;                 // refused registrations waiting to be sent again
     std::vector<Done> waiters;        // AddRoute calls waiting for `pending` to empty
     absl::Status failure;             // the first failure while pending
   };
@@ -220,6 +233,40 @@ class ClusterRouter final : public Router, public PeerHandler {
                    std::chrono::milliseconds delay = kRefusedRetryDelay);
   void RetryLoop();
   void OnRouteAck(const RouteKey& key, const Owner& owner, const absl::Status& st);
+
+  // --- Quiet topics (proto QuietGrant).
+  // As owner, routing a remote QoS 0 publish of `origin` that matched nothing else: a grant for
+  // its topic, unless `origin` holds one (or had one sent within kQuietResend).
+  void MaybeGrantLocked(const std::string& origin, const records::Message& message,
+                        const OwnerRoutes::Matches& matches, std::vector<Outgoing>* out);
+  // As owner, a route (filter, group) of `node` was just added: the nodes holding grants for
+  // topics it matches, which must end them before the route is acknowledged (all but `node`
+  // itself for a plain route: it delivers to its own subscribers).
+  std::vector<std::string> GrantHoldersLocked(const std::string& filter, const std::string& group,
+                                              const std::string& node) const;
+  // Revokes every grant to `holders` (Peer.Revoke); `done` once all answered (OK) or with the
+  // first failure. Outside mu_.
+  void RevokeGrants(const std::vector<std::string>& holders, Done done);
+  // As publisher's node: whether a QoS 0 publish for `topic` (partition `p`) need not go to
+  // its owner `leader`.
+  bool QuietLocked(const std::string& topic, uint32_t p, const std::string& leader) const;
+  struct QuietTopic {  // a grant this node holds
+    std::string owner;
+    int64_t owner_lease = 0;
+    uint64_t epoch = 0;
+    uint64_t id = 0;
+  };
+  std::unordered_map<std::string, QuietTopic> quiet_;  // by topic
+  // Per owner incarnation: grants up to this id were revoked (a grant can arrive after its
+  // revocation: the revoke is a unary call beside the stream).
+  std::map<std::pair<std::string, int64_t>, uint64_t> revoked_upto_;
+  struct Granted {  // a grant this node gave as owner
+    uint64_t id = 0;
+    uint64_t epoch = 0;  // of the topic's partition
+    std::chrono::steady_clock::time_point sent;
+  };
+  std::unordered_map<std::string, std::map<std::string, Granted>> granted_;  // topic -> node
+  uint64_t grant_seq_ = 0;
 
   // --- Partition hand-off (handoff.cc).
   struct Handoff {

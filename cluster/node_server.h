@@ -25,6 +25,11 @@ class PeerHandler {
   virtual ~PeerHandler() = default;
   virtual absl::Status Handle(const std::string& sender, int64_t sender_lease,
                               const v1::PeerItem& item) = 0;
+  // A stream from `sender` (at `sender_lease`) ended: what came on it only (QuietGrant) ends
+  // with it.
+  virtual void StreamEnded(const std::string& sender, int64_t sender_lease) {}
+  // Peer.Revoke (a unary call on a gRPC thread of its own, never behind a stream's items).
+  virtual void HandleRevoke(const v1::RevokeRequest& request) {}
 };
 
 class NodeServer {

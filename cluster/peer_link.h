@@ -13,6 +13,7 @@
 // the link's threads: keep it short and post work to where it belongs.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -41,6 +42,10 @@ class PeerLink {
   virtual ~PeerLink() = default;  // fails what is pending with Unavailable, joins its threads
 
   virtual void Send(v1::PeerItem item, Done done) = 0;
+  // Peer.Revoke, beside the stream (never behind its items): `done` with OK once the peer
+  // has ended the grants, Unavailable if it did not answer within kRevokeTimeout.
+  static constexpr std::chrono::milliseconds kRevokeTimeout{1000};
+  virtual void Revoke(uint64_t upto, Done done) = 0;
   // Items waiting to be written (not yet in flight).
   virtual size_t queued() const = 0;
   virtual const std::string& peer_id() const = 0;

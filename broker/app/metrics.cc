@@ -154,6 +154,19 @@ std::vector<MetricFamily> ClusterCollector::Collect() const {
   one("shardmq_cluster_delivered_in_total",
       "Messages from other nodes delivered to this node's sessions.", MetricType::Counter,
       static_cast<double>(rs.delivered_in));
+  one("shardmq_cluster_forwards_skipped_total",
+      "QoS 0 publishes from local clients not forwarded: their topic's owner said no other node "
+      "subscribes to the topic (quiet topic).", MetricType::Counter,
+      static_cast<double>(rs.forwards_skipped));
+  one("shardmq_cluster_quiet_grants_total",
+      "Quiet-topic grants this node, as a topic's owner, sent to the node a publish came from.",
+      MetricType::Counter, static_cast<double>(rs.quiet_grants));
+  one("shardmq_cluster_quiet_revokes_total",
+      "Calls that ended another node's quiet-topic grants before a route was acknowledged.",
+      MetricType::Counter, static_cast<double>(rs.quiet_revokes));
+  one("shardmq_cluster_quiet_topics",
+      "Topics this node does not forward QoS 0 publishes for (grants it holds).",
+      MetricType::Gauge, static_cast<double>(rs.quiet_topics));
   one("shardmq_cluster_routed_out_total",
       "Messages this node, as a topic's owner, sent on to other nodes.", MetricType::Counter,
       static_cast<double>(rs.routed_out));

@@ -30,7 +30,13 @@ class PeerService final : public v1::Peer::Service {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "this node takes no peer streams");
     }
     v1::PeerBatch batch;
+    std::string sender;
+    int64_t sender_lease = 0;
     while (stream->Read(&batch)) {
+      if (sender.empty()) {
+        sender = batch.sender();
+        sender_lease = batch.sender_lease();
+      }
       v1::PeerAck ack;
       uint64_t seq = batch.first_seq();
       for (const v1::PeerItem& item : batch.items()) {
@@ -46,6 +52,16 @@ class PeerService final : public v1::Peer::Service {
       ack.set_seq(batch.first_seq() + static_cast<uint64_t>(batch.items_size()) - 1);
       if (!stream->Write(ack)) break;
     }
+    if (!sender.empty()) handler_->StreamEnded(sender, sender_lease);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Revoke(grpc::ServerContext*, const v1::RevokeRequest* request,
+                      v1::RevokeResponse*) override {
+    if (handler_ == nullptr) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "this node takes no peer calls");
+    }
+    handler_->HandleRevoke(*request);
     return grpc::Status::OK;
   }
 

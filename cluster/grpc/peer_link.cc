@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -39,6 +40,12 @@ class GrpcPeerLink final : public PeerLink {
     }
     cv_.notify_all();
     writer_.join();
+    {
+      // Revoke calls still out end now (cancelled: their `done` gets Unavailable).
+      std::unique_lock lock(mu_);
+      for (grpc::ClientContext* c : calls_) c->TryCancel();
+      calls_cv_.wait(lock, [this] { return calls_.empty(); });
+    }
     // Whatever is left was never acknowledged.
     std::deque<Pending> queued;
     std::deque<std::pair<uint64_t, Done>> inflight;
@@ -68,6 +75,39 @@ class GrpcPeerLink final : public PeerLink {
       queue_.push_back(Pending{std::move(item), std::move(done)});
     }
     cv_.notify_all();
+  }
+
+  void Revoke(uint64_t upto, Done done) override {
+    struct Call {
+      grpc::ClientContext ctx;
+      v1::RevokeRequest request;
+      v1::RevokeResponse response;
+    };
+    auto call = std::make_shared<Call>();
+    call->request.set_sender(self_id_);
+    call->request.set_sender_lease(self_lease_);
+    call->request.set_upto(upto);
+    call->ctx.set_deadline(std::chrono::system_clock::now() + kRevokeTimeout);
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) {
+        if (done) done(absl::UnavailableError("link to " + peer_id_ + " closed"));
+        return;
+      }
+      calls_.insert(&call->ctx);
+    }
+    stub_->async()->Revoke(&call->ctx, &call->request, &call->response,
+                           [this, call, done = std::move(done)](grpc::Status st) {
+                             if (done) {
+                               done(st.ok() ? absl::OkStatus()
+                                            : absl::UnavailableError(
+                                                  "revoke at " + peer_id_ + ": " +
+                                                  st.error_message()));
+                             }
+                             std::lock_guard lock(mu_);
+                             calls_.erase(&call->ctx);
+                             calls_cv_.notify_all();
+                           });
   }
 
   size_t queued() const override {
@@ -224,6 +264,8 @@ class GrpcPeerLink final : public PeerLink {
   grpc::ClientContext* ctx_ = nullptr;
   std::deque<Pending> queue_;
   std::deque<std::pair<uint64_t, Done>> inflight_;
+  std::set<grpc::ClientContext*> calls_;  // Revoke calls not answered yet
+  std::condition_variable calls_cv_;
   uint64_t next_seq_ = 1;
   std::atomic<uint64_t> batches_{0};
   std::atomic<uint64_t> items_{0};

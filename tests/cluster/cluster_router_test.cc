@@ -209,6 +209,12 @@ records::Message Msg(const std::string& topic, const std::string& payload, bool 
   return m;
 }
 
+records::Message Qos0(const std::string& topic, const std::string& payload) {
+  records::Message m = Msg(topic, payload);
+  m.set_qos(0);
+  return m;
+}
+
 class ClusterRouterTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -419,6 +425,111 @@ TEST_F(ClusterRouterTest, ARestartedOwnerGetsTheRoutesAgain) {
   ASSERT_TRUE(test::WaitFor([&] { return node("c").router.stats().owner_routes == 1; }, 5s));
   ASSERT_OK(ForwardSync(node("b"), Msg(t, "after")));
   ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.size() == 1; }, 5s));
+}
+
+
+// ---- Quiet topics (proto QuietGrant): a QoS 0 publish nobody else subscribes to stays on its
+// node, and stops doing so before any other node's route for it is acknowledged.
+
+TEST_F(ClusterRouterTest, AQuietTopicIsNotForwardedUntilAnotherNodeSubscribes) {
+  const std::string t = TopicOwnedBy("c", "quiet/");
+  // b publishes QoS 0 to a topic no other node subscribes to: c, its owner, tells b so.
+  ASSERT_OK(ForwardSync(node("b"), Qos0(t, "first")));
+  ASSERT_TRUE(test::WaitFor([&] { return node("b").router.stats().quiet_topics == 1; }, 5s));
+  EXPECT_EQ(node("c").router.stats().quiet_grants, 1u);
+  const uint64_t forwarded = node("b").router.stats().forwarded;
+  ASSERT_OK(ForwardSync(node("b"), Qos0(t, "skipped")));
+  EXPECT_EQ(node("b").router.stats().forwarded, forwarded);
+  EXPECT_EQ(node("b").router.stats().forwards_skipped, 1u);
+  // QoS 1 and retained publishes always go to the owner.
+  ASSERT_OK(ForwardSync(node("b"), Msg(t, "qos1")));
+  ASSERT_OK(ForwardSync(node("b"), Msg(t, "retained", true)));
+  EXPECT_EQ(node("b").router.stats().forwarded, forwarded + 2);
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.size() == 1; }, 5s));  // retained
+  // a subscribes: its route is acknowledged only once b has stopped skipping the topic, so the
+  // very next publish from b reaches a.
+  ASSERT_OK(AddRouteSync(node("a"), t));
+  EXPECT_EQ(node("b").router.stats().quiet_topics, 0u);
+  EXPECT_GE(node("c").router.stats().quiet_revokes, 1u);
+  ASSERT_OK(ForwardSync(node("b"), Qos0(t, "after")));
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.size() == 2; }, 5s));
+  EXPECT_THAT(node("a").inbox.got(), ::testing::ElementsAre(t + "=retained", t + "=after"));
+  // And the owner grants no more while a's route is there.
+  ASSERT_OK(ForwardSync(node("b"), Qos0(t, "again")));
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.size() == 3; }, 5s));
+  EXPECT_EQ(node("b").router.stats().quiet_topics, 0u);
+}
+
+TEST_F(ClusterRouterTest, AWildcardRouteElsewhereEndsTheGrantsItMatchesButNotTheSubscribersOwn) {
+  const std::string t = TopicOwnedBy("c", "quiet/w/");
+  const std::string other = TopicOwnedBy("c", "loud/");
+  ASSERT_OK(ForwardSync(node("b"), Qos0(t, "1")));
+  ASSERT_OK(ForwardSync(node("b"), Qos0(other, "1")));
+  ASSERT_TRUE(test::WaitFor([&] { return node("b").router.stats().quiet_topics == 2; }, 5s))
+      << node("b").router.stats().quiet_topics << " " << node("c").router.stats().quiet_grants
+      << " " << t << " " << other;
+  // b's own plain subscription keeps the topic quiet: b delivers to its own subscribers.
+  ASSERT_OK(AddRouteSync(node("b"), t));
+  ASSERT_OK(AddRouteSync(node("b"), "quiet/#"));
+  EXPECT_EQ(node("b").router.stats().quiet_topics, 2u);
+  EXPECT_EQ(node("c").router.stats().quiet_revokes, 0u);
+  // A wildcard route of a that matches t ends b's grants before it is acknowledged.
+  ASSERT_OK(AddRouteSync(node("a"), "quiet/+/#"));
+  EXPECT_GE(node("c").router.stats().quiet_revokes, 1u);
+  // Every grant of b's from c ends (one call), `other` too; c grants that again later.
+  EXPECT_EQ(node("b").router.stats().quiet_topics, 0u);
+  ASSERT_OK(ForwardSync(node("b"), Qos0(t, "2")));
+  ASSERT_TRUE(test::WaitFor([&] { return node("a").inbox.size() == 1; }, 5s))
+      << node("c").router.stats().owner_routes << " fw " << node("b").router.stats().forwarded
+      << " sk " << node("b").router.stats().forwards_skipped << " ro "
+      << node("c").router.stats().routed_out;
+  EXPECT_THAT(node("a").inbox.got(), ::testing::ElementsAre(t + "=2"));
+}
+
+TEST_F(ClusterRouterTest, ASharedSubscriptionOnThePublishersOwnNodeEndsItsGrant) {
+  // Shared subscriptions are the owner's to pick, even when the only members are on the
+  // publisher's node.
+  const std::string t = TopicOwnedBy("c", "quiet/s/");
+  ASSERT_OK(ForwardSync(node("b"), Qos0(t, "1")));
+  ASSERT_TRUE(test::WaitFor([&] { return node("b").router.stats().quiet_topics == 1; }, 5s));
+  ASSERT_OK(AddRouteSync(node("b"), t, "g"));
+  EXPECT_EQ(node("b").router.stats().quiet_topics, 0u);
+  ASSERT_OK(ForwardSync(node("b"), Qos0(t, "2")));
+  ASSERT_TRUE(test::WaitFor([&] { return node("b").inbox.shared().size() == 1; }, 5s));
+  EXPECT_THAT(node("b").inbox.shared(), ::testing::ElementsAre("g|" + t + "|2"));
+}
+
+TEST_F(ClusterRouterTest, AnOwnersOwnSubscriptionEndsTheGrantsBeforeItIsAcknowledged) {
+  const std::string t = TopicOwnedBy("c", "quiet/o/");
+  ASSERT_OK(ForwardSync(node("b"), Qos0(t, "1")));
+  ASSERT_TRUE(test::WaitFor([&] { return node("b").router.stats().quiet_topics == 1; }, 5s));
+  ASSERT_OK(AddRouteSync(node("c"), t));  // in process at the owner
+  EXPECT_EQ(node("b").router.stats().quiet_topics, 0u);
+  ASSERT_OK(ForwardSync(node("b"), Qos0(t, "2")));
+  ASSERT_TRUE(test::WaitFor([&] { return node("c").inbox.size() == 1; }, 5s));
+}
+
+TEST_F(ClusterRouterTest, AGrantEndsWithTheOwnersEpochOrItsStream) {
+  const std::string t = TopicOwnedBy("c", "quiet/e/");
+  ASSERT_OK(ForwardSync(node("b"), Qos0(t, "1")));
+  ASSERT_TRUE(test::WaitFor([&] { return node("b").router.stats().quiet_topics == 1; }, 5s));
+  // A new epoch of the topic's partition (c still leads it): the grant was for the old one.
+  PartitionMap next = map_;
+  next.revision = 2;
+  const uint32_t p = PartitionOf(t, kPartitions);
+  next.record.mutable_assignments(static_cast<int>(p))->set_epoch(1);
+  for (auto& n : nodes_) n->router.OnMap(next);
+  EXPECT_EQ(node("b").router.stats().quiet_topics, 0u);
+  const uint64_t forwarded = node("b").router.stats().forwarded;
+  ASSERT_OK(ForwardSync(node("b"), Qos0(t, "2")));
+  EXPECT_EQ(node("b").router.stats().forwarded, forwarded + 1);
+  ASSERT_TRUE(test::WaitFor([&] { return node("b").router.stats().quiet_topics == 1; }, 5s));
+  // c's process ends (b has not heard of it from the membership yet): the stream the grant
+  // came on ends, and the grant with it.
+  for (auto& n : nodes_) {
+    if (n->id == "c") n = std::make_unique<TestNode>("c");
+  }
+  ASSERT_TRUE(test::WaitFor([&] { return node("b").router.stats().quiet_topics == 0; }, 5s));
 }
 
 
