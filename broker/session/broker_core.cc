@@ -843,14 +843,22 @@ void BrokerCore::RegisterRecoveredRoutes() {
 
 void BrokerCore::DeliverLocal(records::Message message, Scope scope) {
   if (peer_backlog_.load(std::memory_order_relaxed) >= kMaxPeerBacklog) {
-    if (message.qos() == 0) {
-      peer_backlog_dropped_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    // Hold this peer stream until the workers catch up (or the node stops).
-    while (peer_backlog_.load(std::memory_order_relaxed) >= kMaxPeerBacklog &&
-           !peer_stopping_.load(std::memory_order_relaxed)) {
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (net::Worker::Current() != nullptr) {
+      // A worker's own call (this node owns the topic and picked itself for a shared
+      // subscription): waiting would wait for the workers, this one included. QoS 0 is
+      // dropped; QoS 1/2 goes past the bound.
+      if (message.qos() == 0) {
+        peer_backlog_dropped_.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+    } else {
+      // A peer stream: held until the workers catch up (or the node stops), whatever the QoS.
+      // The sender's link then fills up, and it drops QoS 0 there, before serialising, sending
+      // and decoding it (ClusterRouter::kQos0LinkBacklog).
+      while (peer_backlog_.load(std::memory_order_relaxed) >= kMaxPeerBacklog &&
+             !peer_stopping_.load(std::memory_order_relaxed)) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
     }
   }
   const int w = static_cast<int>(Hash64(message.topic()) % cores_.size());
