@@ -757,6 +757,10 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
                                  << missing << " after waiting " << kGateWait.count() << " ms";
           }
         }
+        if (ResentOnBreak(item) && SeenLocked(sender, sender_lease, false,
+                                             item.publish().message())) {
+          return absl::OkStatus();  // sent again after a broken stream, and routed already
+        }
         RoutePublishLocked(sender, item.publish().message(), &out, &here);
         if (here.plain || !here.shared.empty()) ++stats_.delivered_in;
         ticket = TicketLocked();
@@ -771,6 +775,10 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
     case v1::PeerItem::kDeliver: {
       {
         std::lock_guard lock(mu_);
+        if (ResentOnBreak(item) &&
+            SeenLocked(sender, sender_lease, true, item.deliver().message())) {
+          return absl::OkStatus();  // sent again after a broken stream, and delivered already
+        }
         ++stats_.delivered_in;
       }
       const v1::DeliverItem& d = item.deliver();
@@ -877,8 +885,39 @@ void ClusterRouter::Send(std::vector<Outgoing> out) {
       if (o.done) o.done(absl::OkStatus());  // QoS 0: nobody waits for it
       continue;
     }
-    link->Send(std::move(o.item), std::move(o.done));
+    const bool resend = ResentOnBreak(o.item);
+    link->Send(std::move(o.item), std::move(o.done), resend);
   }
+}
+
+bool ClusterRouter::ResentOnBreak(const v1::PeerItem& item) {
+  // A QoS 2 publish for its owner, a QoS 1/2 message for a subscriber's node: if the stream
+  // breaks before the acknowledgement, the peer may have it or not, so it is sent again and
+  // the peer drops it if it has it (SeenLocked). QoS 1 publishes are not: their publisher
+  // gets an error and may send them again itself (QoS 1 allows a duplicate).
+  if (item.has_publish()) {
+    return item.publish().message().qos() == 2 && item.publish().message().origin() != 0;
+  }
+  if (item.has_deliver()) {
+    return item.deliver().message().qos() >= 1 && item.deliver().message().origin() != 0;
+  }
+  return false;
+}
+
+bool ClusterRouter::SeenLocked(const std::string& sender, int64_t sender_lease, bool deliver,
+                               const records::Message& message) {
+  Recent& r = recent_[{sender, sender_lease}];
+  const RecentKey key{message.origin(), message.origin_seq() * 2 + (deliver ? 1 : 0)};
+  if (!r.seen.insert(key).second) {
+    ++stats_.duplicates_dropped;
+    return true;
+  }
+  r.order.push_back(key);
+  if (r.order.size() > kMaxRecent) {
+    r.seen.erase(r.order.front());
+    r.order.pop_front();
+  }
+  return false;
 }
 
 void ClusterRouter::SetLease(int64_t lease) {
@@ -906,6 +945,7 @@ void ClusterRouter::SetLease(int64_t lease) {
     for (const auto& [id, link] : links_) {
       closed_batches_ += link->batches_sent();
       closed_items_ += link->items_sent();
+      closed_resent_ += link->items_resent();
     }
     old.swap(links_);
     for (const auto& [id, m] : members_) {
@@ -1121,12 +1161,17 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
       if (auto l = links_.find(id); l != links_.end()) {
         closed_batches_ += l->second->batches_sent();
         closed_items_ += l->second->items_sent();
+        closed_resent_ += l->second->items_resent();
         dropped.push_back(std::move(l->second));
         links_.erase(l);
       }
     }
     members_ = members;
-    // Quiet-topic grants end with either side's incarnation.
+    // Quiet-topic grants end with either side's incarnation; so does what was seen from it.
+    std::erase_if(recent_, [&](const auto& r) {
+      auto m = members.find(r.first.first);
+      return m == members.end() || m->second.lease() != r.first.second;
+    });
     for (const std::string& id : gone) {
       std::erase_if(quiet_, [&](const auto& q) { return q.second.owner == id; });
       for (auto& [topic, nodes] : granted_) nodes.erase(id);
@@ -1333,9 +1378,11 @@ ClusterRouter::Stats ClusterRouter::stats() const {
   for (const auto& [id, d] : down_stores_) out.held_for_down += d.held.size();
   out.batches_out = closed_batches_;  // counters: links that closed still count
   out.items_out = closed_items_;
+  out.items_resent = closed_resent_;
   for (const auto& [id, link] : links_) {
     out.batches_out += link->batches_sent();
     out.items_out += link->items_sent();
+    out.items_resent += link->items_resent();
   }
   return out;
 }

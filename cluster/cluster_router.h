@@ -48,6 +48,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -109,6 +110,15 @@ class ClusterRouter final : public Router, public PeerHandler {
   absl::Status Handle(const std::string& sender, int64_t sender_lease,
                       const v1::PeerItem& item) override;
   void StreamEnded(const std::string& sender, int64_t sender_lease) override;
+  // Tests: breaks the stream to `node` (PeerLink::BreakStreamForTest).
+  void BreakLinkForTest(const std::string& node) {
+    std::shared_ptr<PeerLink> link;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = links_.find(node); it != links_.end()) link = it->second;
+    }
+    if (link) link->BreakStreamForTest();
+  }
   void HandleRevoke(const v1::RevokeRequest& request) override;
 
   // Quiet topics (proto QuietGrant): at most this many topics granted as owner, and held as
@@ -158,6 +168,8 @@ class ClusterRouter final : public Router, public PeerHandler {
     uint64_t quiet_grants = 0;          // quiet-topic grants sent as owner
     uint64_t quiet_revokes = 0;         // Peer.Revoke calls made as owner (before a route ack)
     uint64_t quiet_topics = 0;          // quiet-topic grants this node holds now
+    uint64_t items_resent = 0;          // QoS 1/2 items sent again after a peer stream broke
+    uint64_t duplicates_dropped = 0;    // ... that arrived here twice, and were dropped
   };
   // QoS 1/2 deliveries an owner holds for one down store node, in count and payload bytes
   // (the oldest are dropped beyond either).
@@ -233,6 +245,26 @@ class ClusterRouter final : public Router, public PeerHandler {
                    std::chrono::milliseconds delay = kRefusedRetryDelay);
   void RetryLoop();
   void OnRouteAck(const RouteKey& key, const Owner& owner, const absl::Status& st);
+
+  // --- Items sent again after a broken stream (PeerLink `resend`): which ones, and the
+  // receiver's memory of the last kMaxRecent it got from each sender incarnation, by origin id.
+  static bool ResentOnBreak(const v1::PeerItem& item);
+  // Whether `message` came from `sender` before (as a publish, or as a delivery); remembers it.
+  bool SeenLocked(const std::string& sender, int64_t sender_lease, bool deliver,
+                  const records::Message& message);
+  static constexpr size_t kMaxRecent = 65536;
+  using RecentKey = std::pair<uint64_t, uint64_t>;  // (origin, origin_seq * 2 + deliver)
+  struct RecentHash {
+    size_t operator()(const RecentKey& k) const {
+      return std::hash<uint64_t>()(k.first * 0x9E3779B97F4A7C15ULL ^ k.second);
+    }
+  };
+  struct Recent {
+    std::unordered_set<RecentKey, RecentHash> seen;
+    std::deque<RecentKey> order;
+  };
+  std::map<std::pair<std::string, int64_t>, Recent> recent_;
+  uint64_t closed_resent_ = 0;
 
   // --- Quiet topics (proto QuietGrant).
   // As owner, routing a remote QoS 0 publish of `origin` that matched nothing else: a grant for

@@ -4,7 +4,8 @@
 // fencing) completes with FailedPrecondition and the peer's reason. Items that queue up while a batch is being written
 // go out together as the next batch (up to kMaxBatchItems), so a busy link sends few large gRPC
 // messages. Each item's `done` runs once the peer has acknowledged it (OK), or with Unavailable
-// if the stream broke before the acknowledgement (the item may or may not have been handled),
+// if the stream broke before the acknowledgement (the item may or may not have been handled;
+// an item sent with `resend` is sent again instead),
 // or with ResourceExhausted if more than kMaxQueued items were waiting (backpressure: the
 // caller's publish fails instead of memory growing). A broken stream is reopened for the items
 // that were still queued.
@@ -41,7 +42,13 @@ class PeerLink {
                                           std::string peer_id, std::string address);
   virtual ~PeerLink() = default;  // fails what is pending with Unavailable, joins its threads
 
-  virtual void Send(v1::PeerItem item, Done done) = 0;
+  // `resend`: an item whose stream breaks before the peer acknowledged it is sent again first
+  // on the next stream (in order with the other such items), up to kMaxResends times, instead
+  // of failing with Unavailable: for items the peer recognises when they come twice (QoS 1/2
+  // messages, by their origin id).
+  static constexpr int kMaxResends = 5;
+  virtual void Send(v1::PeerItem item, Done done, bool resend) = 0;
+  void Send(v1::PeerItem item, Done done) { Send(std::move(item), std::move(done), false); }
   // Peer.Revoke, beside the stream (never behind its items): `done` with OK once the peer
   // has ended the grants, Unavailable if it did not answer within kRevokeTimeout.
   static constexpr std::chrono::milliseconds kRevokeTimeout{1000};
@@ -52,6 +59,9 @@ class PeerLink {
   virtual const std::string& address() const = 0;
   virtual uint64_t batches_sent() const = 0;
   virtual uint64_t items_sent() const = 0;
+  virtual uint64_t items_resent() const = 0;  // sent again after a stream broke
+  // Tests: cancels the current stream, as a network failure would.
+  virtual void BreakStreamForTest() = 0;
 };
 
 }  // namespace shardmq::cluster

@@ -167,6 +167,12 @@ std::vector<MetricFamily> ClusterCollector::Collect() const {
   one("shardmq_cluster_quiet_topics",
       "Topics this node does not forward QoS 0 publishes for (grants it holds).",
       MetricType::Gauge, static_cast<double>(rs.quiet_topics));
+  one("shardmq_cluster_items_resent_total",
+      "QoS 1/2 messages sent to another node again because the stream broke before the "
+      "acknowledgement.", MetricType::Counter, static_cast<double>(rs.items_resent));
+  one("shardmq_cluster_duplicates_dropped_total",
+      "QoS 1/2 messages from another node dropped because they had come already (sent again "
+      "after a broken stream).", MetricType::Counter, static_cast<double>(rs.duplicates_dropped));
   one("shardmq_cluster_routed_out_total",
       "Messages this node, as a topic's owner, sent on to other nodes.", MetricType::Counter,
       static_cast<double>(rs.routed_out));

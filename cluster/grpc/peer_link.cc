@@ -48,22 +48,23 @@ class GrpcPeerLink final : public PeerLink {
     }
     // Whatever is left was never acknowledged.
     std::deque<Pending> queued;
-    std::deque<std::pair<uint64_t, Done>> inflight;
+    std::deque<Inflight> inflight;
     {
       std::lock_guard lock(mu_);
       queued.swap(queue_);
       inflight.swap(inflight_);
     }
     const absl::Status gone = absl::UnavailableError("link to " + peer_id_ + " closed");
-    for (auto& [seq, done] : inflight) {
-      if (done) done(gone);
+    for (Inflight& f : inflight) {
+      if (f.done) f.done(gone);
     }
     for (Pending& p : queued) {
       if (p.done) p.done(gone);
     }
   }
 
-  void Send(v1::PeerItem item, Done done) override {
+  using PeerLink::Send;
+  void Send(v1::PeerItem item, Done done, bool resend) override {
     {
       std::lock_guard lock(mu_);
       if (queue_.size() >= kMaxQueued) {
@@ -72,7 +73,7 @@ class GrpcPeerLink final : public PeerLink {
         }
         return;
       }
-      queue_.push_back(Pending{std::move(item), std::move(done)});
+      queue_.push_back(Pending{std::move(item), std::move(done), resend ? 0 : -1});
     }
     cv_.notify_all();
   }
@@ -118,6 +119,11 @@ class GrpcPeerLink final : public PeerLink {
   const std::string& address() const override { return address_; }
   uint64_t batches_sent() const override { return batches_.load(); }
   uint64_t items_sent() const override { return items_.load(); }
+  uint64_t items_resent() const override { return resent_.load(); }
+  void BreakStreamForTest() override {
+    std::lock_guard lock(mu_);
+    if (ctx_ != nullptr) ctx_->TryCancel();
+  }
 
  private:
   // About the encoded size of an item, cheaply (the big parts only).
@@ -143,6 +149,13 @@ class GrpcPeerLink final : public PeerLink {
   struct Pending {
     v1::PeerItem item;
     Done done;
+    int resends = -1;  // -1: not sent again after a break; else how many times it was
+  };
+  struct Inflight {
+    uint64_t seq = 0;
+    Done done;
+    int resends = -1;
+    v1::PeerItem copy;  // kept for an item sent again after a break
   };
   using Stream = grpc::ClientReaderWriter<v1::PeerBatch, v1::PeerAck>;
 
@@ -184,8 +197,14 @@ class GrpcPeerLink final : public PeerLink {
             // Large items (big messages, hand-off data) go in smaller batches.
             bytes += ApproxBytes(p.item);
             if (i > 0 && bytes > kMaxBatchBytes) break;
-            *batch.add_items() = std::move(p.item);
-            inflight_.emplace_back(next_seq_++, std::move(p.done));
+            Inflight f{next_seq_++, std::move(p.done), p.resends, {}};
+            if (p.resends >= 0) {
+              *batch.add_items() = p.item;
+              f.copy = std::move(p.item);
+            } else {
+              *batch.add_items() = std::move(p.item);
+            }
+            inflight_.push_back(std::move(f));
             queue_.pop_front();
           }
         }
@@ -200,19 +219,26 @@ class GrpcPeerLink final : public PeerLink {
       ctx.TryCancel();
       reader.join();
       stream->Finish().error_code();  // the reason does not change what we do: retry
-      std::deque<std::pair<uint64_t, Done>> failed;
+      std::deque<Inflight> failed;
       bool stop = false;
       {
         std::lock_guard lock(mu_);
         ctx_ = nullptr;
         failed.swap(inflight_);
         stop = stopping_;
+        // Items to send again go first on the next stream, in their order.
+        for (auto it = failed.rbegin(); it != failed.rend(); ++it) {
+          if (stop || it->resends < 0 || it->resends >= kMaxResends) continue;
+          queue_.push_front(Pending{std::move(it->copy), std::move(it->done), it->resends + 1});
+          it->done = nullptr;
+          resent_.fetch_add(1, std::memory_order_relaxed);
+        }
       }
       if (!failed.empty()) {
         const absl::Status st =
             absl::UnavailableError("stream to " + peer_id_ + " at " + address_ + " broke");
-        for (auto& [seq, done] : failed) {
-          if (done) done(st);
+        for (Inflight& f : failed) {
+          if (f.done) f.done(st);
         }
       }
       if (stop) return;
@@ -228,8 +254,8 @@ class GrpcPeerLink final : public PeerLink {
       std::vector<std::pair<uint64_t, Done>> acked;
       {
         std::lock_guard lock(mu_);
-        while (!inflight_.empty() && inflight_.front().first <= ack.seq()) {
-          acked.push_back(std::move(inflight_.front()));
+        while (!inflight_.empty() && inflight_.front().seq <= ack.seq()) {
+          acked.emplace_back(inflight_.front().seq, std::move(inflight_.front().done));
           inflight_.pop_front();
         }
       }
@@ -263,12 +289,13 @@ class GrpcPeerLink final : public PeerLink {
   bool broken_ = false;
   grpc::ClientContext* ctx_ = nullptr;
   std::deque<Pending> queue_;
-  std::deque<std::pair<uint64_t, Done>> inflight_;
+  std::deque<Inflight> inflight_;
   std::set<grpc::ClientContext*> calls_;  // Revoke calls not answered yet
   std::condition_variable calls_cv_;
   uint64_t next_seq_ = 1;
   std::atomic<uint64_t> batches_{0};
   std::atomic<uint64_t> items_{0};
+  std::atomic<uint64_t> resent_{0};
   std::thread writer_;
 };
 
