@@ -110,14 +110,14 @@ class ClusterRouter final : public Router, public PeerHandler {
   absl::Status Handle(const std::string& sender, int64_t sender_lease,
                       const v1::PeerItem& item) override;
   void StreamEnded(const std::string& sender, int64_t sender_lease) override;
-  // Tests: breaks the stream to `node` (PeerLink::BreakStreamForTest).
-  void BreakLinkForTest(const std::string& node) {
+  // Tests: breaks the stream to `node` if it has items in flight (PeerLink::BreakStreamForTest).
+  size_t BreakLinkForTest(const std::string& node) {
     std::shared_ptr<PeerLink> link;
     {
       std::lock_guard lock(mu_);
       if (auto it = links_.find(node); it != links_.end()) link = it->second;
     }
-    if (link) link->BreakStreamForTest();
+    return link ? link->BreakStreamForTest() : 0;
   }
   void HandleRevoke(const v1::RevokeRequest& request) override;
 

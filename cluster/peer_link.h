@@ -60,8 +60,9 @@ class PeerLink {
   virtual uint64_t batches_sent() const = 0;
   virtual uint64_t items_sent() const = 0;
   virtual uint64_t items_resent() const = 0;  // sent again after a stream broke
-  // Tests: cancels the current stream, as a network failure would.
-  virtual void BreakStreamForTest() = 0;
+  // Tests: cancels the current stream, as a network failure would, if it has items in flight
+  // (returns how many; 0: nothing done).
+  virtual size_t BreakStreamForTest() = 0;
 };
 
 }  // namespace shardmq::cluster

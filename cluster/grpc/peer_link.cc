@@ -120,9 +120,11 @@ class GrpcPeerLink final : public PeerLink {
   uint64_t batches_sent() const override { return batches_.load(); }
   uint64_t items_sent() const override { return items_.load(); }
   uint64_t items_resent() const override { return resent_.load(); }
-  void BreakStreamForTest() override {
+  size_t BreakStreamForTest() override {
     std::lock_guard lock(mu_);
-    if (ctx_ != nullptr) ctx_->TryCancel();
+    if (ctx_ == nullptr || broken_ || inflight_.empty()) return 0;
+    ctx_->TryCancel();
+    return inflight_.size();
   }
 
  private:
