@@ -711,7 +711,7 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
       return absl::OkStatus();
     }
     case v1::PeerItem::kRoute: {
-      std::lock_guard lock(mu_);
+      std::unique_lock lock(mu_);
       const v1::RouteItem& r = item.route();
       if (r.add()) {
         if (!HasWildcard(r.filter())) {
@@ -722,10 +722,27 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
         std::vector<std::string> holders = GrantHoldersLocked(r.filter(), r.group(), sender);
         if (!holders.empty()) {
           // Nodes that skip the topics the route matches stop first. The route is in from now
-          // on; the refusal makes the sender send it again (kRefusedRetryDelay), and it is
-          // acknowledged once no grant it matches is left.
-          LaterLocked([this, holders = std::move(holders)] { RevokeGrants(holders, nullptr); },
-                      std::chrono::milliseconds(0));
+          // on. This stream waits for their answers (a unary call each, never behind a stream,
+          // so this cannot wait for itself) up to kRevokeWait; past that, the refusal makes the
+          // sender send the route again (kRefusedRetryDelay), and it is acknowledged once no
+          // grant it matches is left.
+          lock.unlock();
+          struct Wait {
+            std::mutex mu;
+            std::condition_variable cv;
+            std::optional<absl::Status> result;
+          };
+          auto wait = std::make_shared<Wait>();
+          RevokeGrants(holders, [wait](const absl::Status& st) {
+            std::lock_guard l(wait->mu);
+            wait->result = st;
+            wait->cv.notify_all();
+          });
+          std::unique_lock l(wait->mu);
+          if (wait->cv.wait_for(l, kRevokeWait, [&] { return wait->result.has_value(); }) &&
+              wait->result->ok()) {
+            return absl::OkStatus();
+          }
           return absl::FailedPreconditionError(
               "node " + self_ + " is ending quiet-topic grants that route " + r.filter() +
               " matches; send it again");

@@ -43,6 +43,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -125,6 +126,9 @@ class ClusterRouter final : public Router, public PeerHandler {
   // publisher's node; an owner sends a grant again to a node still forwarding after this long.
   static constexpr size_t kMaxQuietTopics = 100000;
   static constexpr std::chrono::milliseconds kQuietResend{1000};
+  // How long a peer stream waits for the holders of grants a new route matches to end them
+  // before the route is refused (and sent again).
+  static constexpr std::chrono::milliseconds kRevokeWait{250};
 
   // A publish or route registration refused by fencing (the receiver does not lead the
   // partition at the epoch this node knows) is sent again after kRefusedRetryDelay, to
