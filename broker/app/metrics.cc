@@ -1,6 +1,7 @@
 #include "broker/app/metrics.h"
 
 #include <string>
+#include <tuple>
 
 namespace shardmq::broker::app {
 
@@ -105,6 +106,25 @@ std::vector<MetricFamily> BrokerCollector::Collect() const {
          "Times a relayed client's socket stopped being read because more than 1 MiB of its "
          "bytes waited for its session's node (flow control; reading resumes under 512 KiB).",
          MetricType::Counter, [&](WorkerStats& s) { return r(s.relay_read_holds); });
+
+  for (const auto& [name, help, value] :
+       {std::tuple{"shardmq_cluster_peer_stream_waits_total",
+                   "Times a stream from another node waited because this node's workers had 500 "
+                   "messages from other nodes queued (backpressure to the sender).",
+                   core_.peer_stream_waits()},
+        std::tuple{"shardmq_cluster_peer_backlog_overruns_total",
+                   "QoS 1/2 messages a worker queued past that bound itself (this node picked "
+                   "itself for a shared subscription; a worker never waits for the workers).",
+                   core_.peer_backlog_overruns()}}) {
+    MetricFamily f;
+    f.name = name;
+    f.help = help;
+    f.type = MetricType::Counter;
+    ClientMetric m;
+    m.counter.value = static_cast<double>(value);
+    f.metric.push_back(std::move(m));
+    out.push_back(std::move(f));
+  }
 
   MetricFamily retained;
   retained.name = "shardmq_broker_retained_messages";

@@ -851,7 +851,9 @@ void BrokerCore::DeliverLocal(records::Message message, Scope scope) {
         peer_backlog_dropped_.fetch_add(1, std::memory_order_relaxed);
         return;
       }
+      peer_backlog_overruns_.fetch_add(1, std::memory_order_relaxed);
     } else {
+      peer_stream_waits_.fetch_add(1, std::memory_order_relaxed);
       // A peer stream: held until the workers catch up (or the node stops), whatever the QoS.
       // The sender's link then fills up, and it drops QoS 0 there, before serialising, sending
       // and decoding it (ClusterRouter::kQos0LinkBacklog).

@@ -369,6 +369,10 @@ class BrokerCore final : public cluster::LocalDelivery {
   std::unique_lock<std::mutex> NoteRetainedUpdate(const std::string& topic);
   uint64_t NextRelayedId() { return next_relayed_id_.fetch_add(1, std::memory_order_relaxed); }
   static constexpr int64_t kMaxPeerBacklog = 500;
+  uint64_t peer_stream_waits() const { return peer_stream_waits_.load(std::memory_order_relaxed); }
+  uint64_t peer_backlog_overruns() const {
+    return peer_backlog_overruns_.load(std::memory_order_relaxed);
+  }
   uint64_t peer_backlog_dropped() const {
     return peer_backlog_dropped_.load(std::memory_order_relaxed);
   }
@@ -459,6 +463,8 @@ class BrokerCore final : public cluster::LocalDelivery {
   cluster::Router* router_ = nullptr;
   std::atomic<int64_t> peer_backlog_{0};  // DeliverLocal messages posted, not yet published
   std::atomic<uint64_t> peer_backlog_dropped_{0};
+  std::atomic<uint64_t> peer_stream_waits_{0};
+  std::atomic<uint64_t> peer_backlog_overruns_{0};
   std::atomic<bool> peer_stopping_{false};
   std::atomic<uint64_t> next_relayed_id_{uint64_t{1} << 62};  // Transport ids of relayed ones
   static std::string RelayKey(const std::string& origin, int64_t origin_lease, uint64_t conn);
