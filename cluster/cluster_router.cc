@@ -181,11 +181,7 @@ void ClusterRouter::RouteAckLocked(const RouteKey& key, const Owner& owner,
         LocalFilter& lf = again->second;
         --lf.retrying;
         RegisterLocked(key, lf, &out);
-        if (lf.pending.empty() && lf.retrying == 0) {  // no owner to ask any more
-          for (Done& d : lf.waiters) ready.emplace_back(std::move(d), lf.failure);
-          lf.waiters.clear();
-          lf.failure = absl::OkStatus();
-        }
+        CompleteIfSettledLocked(lf, &ready);  // no owner left to ask
       }
       Send(std::move(out));
       for (auto& [done, status] : ready) {
@@ -200,6 +196,11 @@ void ClusterRouter::RouteAckLocked(const RouteKey& key, const Owner& owner,
   } else if (lf.failure.ok()) {
     lf.failure = st;
   }
+  CompleteIfSettledLocked(lf, ready);
+}
+
+void ClusterRouter::CompleteIfSettledLocked(LocalFilter& lf,
+                                            std::vector<std::pair<Done, absl::Status>>* ready) {
   if (!lf.pending.empty() || lf.retrying > 0) return;
   for (Done& d : lf.waiters) ready->emplace_back(std::move(d), lf.failure);
   lf.waiters.clear();
@@ -232,12 +233,7 @@ void ClusterRouter::AddRoute(const std::string& filter, const std::string& group
     } else {
       if (done) lf.waiters.push_back(std::move(done));
       RegisterLocked(key, lf, &out);
-      // Nothing to wait for: all in process, or a failure.
-      if (lf.pending.empty() && lf.retrying == 0) {
-        for (Done& d : lf.waiters) ready.emplace_back(std::move(d), lf.failure);
-        lf.waiters.clear();
-        lf.failure = absl::OkStatus();
-      }
+      CompleteIfSettledLocked(lf, &ready);  // nothing to wait for: in process, or a failure
     }
   }
   Send(std::move(out));
@@ -1191,13 +1187,12 @@ void ClusterRouter::OnMembers(const std::map<std::string, v1::MemberRecord>& mem
     });
     for (const std::string& id : gone) {
       std::erase_if(quiet_, [&](const auto& q) { return q.second.owner == id; });
-      for (auto& [topic, nodes] : granted_) nodes.erase(id);
-      std::erase_if(revoked_upto_, [&](const auto& r) {
-        auto m = members_.find(r.first.first);
-        return m == members_.end() || m->second.lease() != r.first.second;
-      });
+      ForgetGrantsLocked(id, UINT64_MAX);
     }
-    std::erase_if(granted_, [](const auto& t) { return t.second.empty(); });
+    std::erase_if(revoked_upto_, [&](const auto& r) {
+      auto m = members_.find(r.first.first);
+      return m == members_.end() || m->second.lease() != r.first.second;
+    });
     for (const auto& [id, m] : members_) {
       if (id == self_ || links_.contains(id) || lease_ == 0) continue;
       links_[id] = PeerLink::Create(self_, lease_, id, m.cluster_addr());
@@ -1332,8 +1327,7 @@ void ClusterRouter::RevokeGrants(const std::vector<std::string>& holders, Done d
       if (auto it = links_.find(node); it != links_.end()) link = it->second;
       if (link == nullptr) {
         // Not a member (any more): it holds no grant of this incarnation's members view.
-        for (auto& [topic, nodes] : granted_) nodes.erase(node);
-        std::erase_if(granted_, [](const auto& t) { return t.second.empty(); });
+        ForgetGrantsLocked(node, UINT64_MAX);
       } else {
         ++stats_.quiet_revokes;
       }
@@ -1345,17 +1339,21 @@ void ClusterRouter::RevokeGrants(const std::vector<std::string>& holders, Done d
     link->Revoke(upto, [this, node, upto, finish](const absl::Status& st) {
       if (st.ok()) {
         std::lock_guard lock(mu_);
-        for (auto it = granted_.begin(); it != granted_.end();) {
-          auto g = it->second.find(node);
-          if (g != it->second.end() && g->second.id <= upto) it->second.erase(g);
-          it = it->second.empty() ? granted_.erase(it) : std::next(it);
-        }
+        ForgetGrantsLocked(node, upto);
       } else {
         SHARDMQ_LOG(WARNING) << "could not end the quiet-topic grants of node " << node << ": "
                              << st.message();
       }
       finish(st);
     });
+  }
+}
+
+void ClusterRouter::ForgetGrantsLocked(const std::string& node, uint64_t upto) {
+  for (auto it = granted_.begin(); it != granted_.end();) {
+    auto g = it->second.find(node);
+    if (g != it->second.end() && g->second.id <= upto) it->second.erase(g);
+    it = it->second.empty() ? granted_.erase(it) : std::next(it);
   }
 }
 

@@ -213,6 +213,8 @@ class ClusterRouter final : public Router, public PeerHandler {
   void RegisterLocked(const RouteKey& key, LocalFilter& lf, std::vector<Outgoing>* out);
   void RouteAckLocked(const RouteKey& key, const Owner& owner, const absl::Status& st,
                       std::vector<std::pair<Done, absl::Status>>* ready);
+  // Hands the AddRoute calls waiting on `lf` to `ready` once no owner is pending or retried.
+  void CompleteIfSettledLocked(LocalFilter& lf, std::vector<std::pair<Done, absl::Status>>* ready);
   // As owner: where a publish from `origin` goes. *here: what this node delivers itself
   // (nothing if both plain is false and shared is empty).
   void RoutePublishLocked(const std::string& origin, const records::Message& message,
@@ -280,6 +282,8 @@ class ClusterRouter final : public Router, public PeerHandler {
   // itself for a plain route: it delivers to its own subscribers).
   std::vector<std::string> GrantHoldersLocked(const std::string& filter, const std::string& group,
                                               const std::string& node) const;
+  // As owner: forgets the grants given to `node` with ids up to `upto`.
+  void ForgetGrantsLocked(const std::string& node, uint64_t upto);
   // Revokes every grant to `holders` (Peer.Revoke); `done` once all answered (OK) or with the
   // first failure. Outside mu_.
   void RevokeGrants(const std::vector<std::string>& holders, Done done);

@@ -56,7 +56,7 @@ class GrpcPeerLink final : public PeerLink {
     }
     const absl::Status gone = absl::UnavailableError("link to " + peer_id_ + " closed");
     for (Inflight& f : inflight) {
-      if (f.done) f.done(gone);
+      if (f.pending.done) f.pending.done(gone);
     }
     for (Pending& p : queued) {
       if (p.done) p.done(gone);
@@ -155,9 +155,7 @@ class GrpcPeerLink final : public PeerLink {
   };
   struct Inflight {
     uint64_t seq = 0;
-    Done done;
-    int resends = -1;
-    v1::PeerItem copy;  // kept for an item sent again after a break
+    Pending pending;  // its item kept only if it is sent again after a break
   };
   using Stream = grpc::ClientReaderWriter<v1::PeerBatch, v1::PeerAck>;
 
@@ -199,14 +197,12 @@ class GrpcPeerLink final : public PeerLink {
             // Large items (big messages, hand-off data) go in smaller batches.
             bytes += ApproxBytes(p.item);
             if (i > 0 && bytes > kMaxBatchBytes) break;
-            Inflight f{next_seq_++, std::move(p.done), p.resends, {}};
             if (p.resends >= 0) {
               *batch.add_items() = p.item;
-              f.copy = std::move(p.item);
             } else {
               *batch.add_items() = std::move(p.item);
             }
-            inflight_.push_back(std::move(f));
+            inflight_.push_back(Inflight{next_seq_++, std::move(p)});
             queue_.pop_front();
           }
         }
@@ -230,9 +226,11 @@ class GrpcPeerLink final : public PeerLink {
         stop = stopping_;
         // Items to send again go first on the next stream, in their order.
         for (auto it = failed.rbegin(); it != failed.rend(); ++it) {
-          if (stop || it->resends < 0 || it->resends >= kMaxResends) continue;
-          queue_.push_front(Pending{std::move(it->copy), std::move(it->done), it->resends + 1});
-          it->done = nullptr;
+          Pending& p = it->pending;
+          if (stop || p.resends < 0 || p.resends >= kMaxResends) continue;
+          ++p.resends;
+          queue_.push_front(std::move(p));
+          p.done = nullptr;
           resent_.fetch_add(1, std::memory_order_relaxed);
         }
       }
@@ -240,7 +238,7 @@ class GrpcPeerLink final : public PeerLink {
         const absl::Status st =
             absl::UnavailableError("stream to " + peer_id_ + " at " + address_ + " broke");
         for (Inflight& f : failed) {
-          if (f.done) f.done(st);
+          if (f.pending.done) f.pending.done(st);
         }
       }
       if (stop) return;
@@ -257,7 +255,7 @@ class GrpcPeerLink final : public PeerLink {
       {
         std::lock_guard lock(mu_);
         while (!inflight_.empty() && inflight_.front().seq <= ack.seq()) {
-          acked.emplace_back(inflight_.front().seq, std::move(inflight_.front().done));
+          acked.emplace_back(inflight_.front().seq, std::move(inflight_.front().pending.done));
           inflight_.pop_front();
         }
       }
