@@ -860,6 +860,28 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
   return absl::OkStatus();
 }
 
+namespace {
+// QoS 0 messages dropped at a full link by this thread (Router::Qos0DropsOnThisThread), and
+// the link of the latest drop.
+struct ThreadDrops {
+  uint64_t count = 0;
+  std::weak_ptr<PeerLink> link;
+};
+thread_local ThreadDrops t_drops;
+}  // namespace
+
+uint64_t ClusterRouter::Qos0DropsOnThisThread() const { return t_drops.count; }
+
+void ClusterRouter::WhenRoomAfterDrop(std::function<void()> resume) {
+  std::shared_ptr<PeerLink> link = t_drops.link.lock();
+  if (link == nullptr) {
+    resume();
+    return;
+  }
+  // Room: half the backlog at which QoS 0 is dropped, so a publisher let go has some to use.
+  link->WhenQueuedBelow(kQos0LinkBacklog / 2, std::move(resume));
+}
+
 ClusterRouter::Outgoing ClusterRouter::Resending(const std::string& to, v1::PeerItem item,
                                                     int tries) {
   // An answer lost because the link was not there yet (this node has just joined and does not
@@ -895,6 +917,8 @@ void ClusterRouter::Send(std::vector<Outgoing> out) {
         std::lock_guard lock(mu_);
         ++stats_.qos0_dropped;
       }
+      ++t_drops.count;
+      t_drops.link = link;
       if (o.done) o.done(absl::OkStatus());  // QoS 0: nobody waits for it
       continue;
     }

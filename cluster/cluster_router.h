@@ -87,6 +87,8 @@ class ClusterRouter final : public Router, public PeerHandler {
   void RelaySend(const std::string& node, uint64_t conn, bool upstream, std::string data,
                  bool close, Done done, int64_t consumed = -1) override;
   void RelayCongestion(const std::string& node, uint64_t conn, bool congested) override;
+  uint64_t Qos0DropsOnThisThread() const override;
+  void WhenRoomAfterDrop(std::function<void()> resume) override;
 
   // Partition hand-off: this node (the new leader) holds the sessions of `partition` copied
   // from `from` (leader at `epoch`): tell the controller (Membership::MarkHandoffReady); and

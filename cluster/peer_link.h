@@ -55,6 +55,9 @@ class PeerLink {
   virtual void Revoke(uint64_t upto, Done done) = 0;
   // Items waiting to be written (not yet in flight).
   virtual size_t queued() const = 0;
+  // Runs `fn` once fewer than `n` items wait (at once if that is so already), or when the link
+  // closes. On one of the link's threads or the caller's: keep it short.
+  virtual void WhenQueuedBelow(size_t n, std::function<void()> fn) = 0;
   virtual const std::string& peer_id() const = 0;
   virtual const std::string& address() const = 0;
   virtual uint64_t batches_sent() const = 0;

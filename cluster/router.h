@@ -66,6 +66,17 @@ class Router {
                          bool close, Done done, int64_t consumed = -1) = 0;
   // Tells S whether the client's socket here is congested (see RelayData.congested).
   virtual void RelayCongestion(const std::string& node, uint64_t conn, bool congested) = 0;
+
+  // --- QoS 0 overload protection (docs/cluster.md, "A QoS 0 flood"). A QoS 0 message that
+  // finds the link to its next node full is dropped there; its publisher is then read no
+  // further until that link has room, so the cluster spends no more work on its messages than
+  // it can pass on.
+  // How many QoS 0 messages handed over on this thread (Forward, and a local owner's routing)
+  // were dropped so far because a link was full. The caller compares two readings.
+  virtual uint64_t Qos0DropsOnThisThread() const { return 0; }
+  // Runs `resume` (on any thread, possibly this one at once) once the link of this thread's
+  // latest such drop has room again, or is gone.
+  virtual void WhenRoomAfterDrop(std::function<void()> resume) { resume(); }
 };
 
 // Implemented by the broker.

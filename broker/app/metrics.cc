@@ -106,6 +106,11 @@ std::vector<MetricFamily> BrokerCollector::Collect() const {
          "Times a relayed client's socket stopped being read because more than 1 MiB of its "
          "bytes waited for its session's node (flow control; reading resumes under 512 KiB).",
          MetricType::Counter, [&](WorkerStats& s) { return r(s.relay_read_holds); });
+  family("shardmq_cluster_qos0_publisher_holds_total",
+         "Times a client stopped being read because one of its QoS 0 messages was dropped at a "
+         "full link to another node (overload protection; reading resumes once that link has "
+         "room, or after 100 ms).",
+         MetricType::Counter, [&](WorkerStats& s) { return r(s.qos0_publisher_holds); });
 
   for (const auto& [name, help, value] :
        {std::tuple{"shardmq_cluster_peer_stream_waits_total",

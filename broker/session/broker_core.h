@@ -60,6 +60,9 @@ struct WorkerStats {
   std::atomic<uint64_t> storage_errors{0};
   // Relayed client sockets whose reading was held because their session's node lagged behind.
   std::atomic<uint64_t> relay_read_holds{0};
+  // Clients not read for a while because a QoS 0 message of theirs was dropped at a full link
+  // to another node (cluster::Router::WhenRoomAfterDrop).
+  std::atomic<uint64_t> qos0_publisher_holds{0};
   std::atomic<uint64_t> protocol_errors{0};
   std::atomic<int64_t> sessions{0};  // resident on this worker
   std::atomic<int64_t> subscriptions{0};

@@ -88,11 +88,19 @@ std::string_view AsChars(std::span<const uint8_t> data) {
 }  // namespace
 
 size_t ConnectionHandler::OnData(std::span<const uint8_t> data, size_t* wanted) {
-  if (replay_.empty()) return Process(data, wanted);
-  // Bytes given back by a CONNECT that waited for its session's placement (ServeLocally) come
-  // first; an incomplete packet at the end stays here for the next call.
+  if (replay_.empty() && !drop_held_) {
+    const size_t used = Process(data, wanted);
+    if (!drop_held_ || used >= data.size()) return used;
+    // Held after a dropped QoS 0 message (HoldAfterDrop): the rest waits here.
+    replay_.assign(AsChars(data.subspan(used)));
+    return data.size();
+  }
+  // Bytes given back by a CONNECT that waited for its session's placement (ServeLocally), or
+  // read before a hold (HoldAfterDrop), come first; an incomplete packet at the end stays here
+  // for the next call.
   auto self = shared_from_this();
   replay_.append(AsChars(data));
+  if (drop_held_) return data.size();
   std::string buf = std::move(replay_);
   replay_.clear();
   const size_t used =
@@ -100,6 +108,44 @@ size_t ConnectionHandler::OnData(std::span<const uint8_t> data, size_t* wanted) 
               wanted);
   if (used < buf.size()) replay_.assign(buf, used);
   return data.size();
+}
+
+void ConnectionHandler::HoldAfterDrop() {
+  cluster::Router* router = core_.broker().router();
+  if (drop_held_ || transport_ == nullptr || router == nullptr) return;
+  drop_held_ = true;
+  const uint64_t generation = ++drop_hold_generation_;
+  core_.stats().Add(core_.stats().qos0_publisher_holds);
+  transport_->HoldReading(true);
+  std::weak_ptr<ConnectionHandler> weak = weak_from_this();
+  if (drop_hold_timer_ == nullptr) {
+    drop_hold_timer_ = std::make_unique<boost::asio::steady_timer>(core_.worker().io());
+  }
+  drop_hold_timer_->expires_after(kMaxDropHold);
+  drop_hold_timer_->async_wait([weak, generation](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (auto h = weak.lock()) h->ReleaseDropHold(generation);
+  });
+  router->WhenRoomAfterDrop([weak, core = &core_, generation] {
+    core->worker().Post([weak, generation] {
+      if (auto h = weak.lock()) h->ReleaseDropHold(generation);
+    });
+  });
+}
+
+void ConnectionHandler::ReleaseDropHold(uint64_t generation) {
+  if (!drop_held_ || generation != drop_hold_generation_) return;
+  auto self = shared_from_this();
+  drop_held_ = false;
+  drop_hold_timer_->cancel();
+  if (!replay_.empty()) {  // what was read before the hold
+    size_t wanted = 0;
+    OnData({}, &wanted);
+    if (drop_held_) return;  // held again
+  }
+  if (transport_ != nullptr && (relay_ == nullptr || !relay_->read_held)) {
+    transport_->HoldReading(false);
+  }
 }
 
 void ConnectionHandler::CountReceived(size_t n) {
@@ -116,8 +162,10 @@ size_t ConnectionHandler::Process(std::span<const uint8_t> data, size_t* wanted)
     RelayUp(AsChars(data));
     return data.size();
   }
-  while (off < data.size() && (state_ == State::kAwaitConnect || state_ == State::kConnecting ||
-                               state_ == State::kConnected)) {
+  cluster::Router* const router = core_.broker().router();
+  while (off < data.size() && !drop_held_ &&
+         (state_ == State::kAwaitConnect || state_ == State::kConnecting ||
+          state_ == State::kConnected)) {
     std::optional<ProtocolVersion> v;
     if (version_known_) v = version_;
     codec::DecodeResult r = codec::Decode(data.subspan(off), v, limits_);
@@ -150,8 +198,14 @@ size_t ConnectionHandler::Process(std::span<const uint8_t> data, size_t* wanted)
       current_connect_bytes = AsChars(data.subspan(off - r.consumed, r.consumed));
       HandlePacket(r.packet);
       current_connect_bytes = {};
-    } else {
+    } else if (router == nullptr) {
       HandlePacket(r.packet);
+    } else {
+      const uint64_t drops = router->Qos0DropsOnThisThread();
+      HandlePacket(r.packet);
+      if (router->Qos0DropsOnThisThread() != drops && state_ == State::kConnected) {
+        HoldAfterDrop();
+      }
     }
   }
   if (state_ == State::kRelaying) {

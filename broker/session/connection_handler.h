@@ -3,6 +3,7 @@
 // connection's worker thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -111,6 +112,13 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   void RelayUp(std::string_view data);  // client bytes: held until S accepted, then sent
   void SendUp(std::string_view data);
   void UpdateRelayReadHold();  // holds or resumes reading the client's socket
+  // QoS 0 overload protection (cluster::Router::WhenRoomAfterDrop): one of the client's QoS 0
+  // messages was dropped at a full link to another node, so the client is not read until that
+  // link has room, or for kMaxDropHold at most (a link that stays full, e.g. to a paused node,
+  // must not stop the client's keepalive). What was read already waits in replay_.
+  static constexpr std::chrono::milliseconds kMaxDropHold{100};
+  void HoldAfterDrop();
+  void ReleaseDropHold(uint64_t generation);
   // Places the session again after kRelayRetryDelay; false once kMaxRelayTries are used up.
   bool ArmRelayRetry();
   void RetryRelay();
@@ -192,7 +200,11 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
     std::unique_ptr<boost::asio::steady_timer> retry;
   };
   std::unique_ptr<Relay> relay_;
-  std::string replay_;          // client bytes to handle before the transport's (ServeLocally)
+  std::string replay_;          // client bytes to handle before the transport's (ServeLocally,
+                                // HoldAfterDrop)
+  bool drop_held_ = false;      // HoldAfterDrop
+  uint64_t drop_hold_generation_ = 0;
+  std::unique_ptr<boost::asio::steady_timer> drop_hold_timer_;
   size_t counted_ahead_ = 0;    // bytes of replay_ already counted in bytes_received
   uint16_t next_alias_out_ = 1;
 };

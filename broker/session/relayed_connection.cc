@@ -39,10 +39,23 @@ void RelayedConnection::Start(std::shared_ptr<ConnectionHandler> handler, std::s
 }
 
 void RelayedConnection::Receive(std::string_view data) {
+  if (held_) {
+    held_in_.append(data);
+    return;
+  }
   Take(data);
   if (closed_) return;
   consumed_ += data.size();
   if (consumed_ >= kCreditEvery) ScheduleFlush();
+}
+
+void RelayedConnection::HoldReading(bool hold) {
+  if (hold == held_ || closed_) return;
+  held_ = hold;
+  if (hold || held_in_.empty()) return;
+  std::string data = std::move(held_in_);
+  held_in_.clear();
+  Receive(data);
 }
 
 void RelayedConnection::Take(std::string_view data) {

@@ -41,6 +41,9 @@ class RelayedConnection final : public net::Transport,
   // Bytes not yet acknowledged by the front-end (the link's backlog stands in for the socket's:
   // the front-end writes them to its socket as they arrive).
   size_t PendingWriteBytes() const override;
+  // While held, bytes from the front-end wait here, neither handled nor reported consumed, so
+  // the front-end's window fills and it stops reading the client's socket.
+  void HoldReading(bool hold) override;
   const std::string& peer() const override { return peer_; }
   uint64_t id() const override { return id_; }
 
@@ -65,6 +68,8 @@ class RelayedConnection final : public net::Transport,
   const uint64_t id_;
   std::shared_ptr<ConnectionHandler> handler_;
   std::string in_;   // client bytes not consumed yet (an incomplete packet)
+  bool held_ = false;      // HoldReading
+  std::string held_in_;    // client bytes that came while held
   std::string out_;  // bytes for the client, not yet passed on
   bool flush_scheduled_ = false;
   bool closed_ = false;

@@ -61,6 +61,12 @@ class GrpcPeerLink final : public PeerLink {
     for (Pending& p : queued) {
       if (p.done) p.done(gone);
     }
+    std::vector<RoomWaiter> waiters;
+    {
+      std::lock_guard lock(mu_);
+      waiters.swap(room_waiters_);
+    }
+    for (RoomWaiter& w : waiters) w.fn();
   }
 
   using PeerLink::Send;
@@ -115,6 +121,17 @@ class GrpcPeerLink final : public PeerLink {
     std::lock_guard lock(mu_);
     return queue_.size();
   }
+
+  void WhenQueuedBelow(size_t n, std::function<void()> fn) override {
+    {
+      std::lock_guard lock(mu_);
+      if (!stopping_ && queue_.size() >= n) {
+        room_waiters_.push_back(RoomWaiter{n, std::move(fn)});
+        return;
+      }
+    }
+    fn();
+  }
   const std::string& peer_id() const override { return peer_id_; }
   const std::string& address() const override { return address_; }
   uint64_t batches_sent() const override { return batches_.load(); }
@@ -158,6 +175,27 @@ class GrpcPeerLink final : public PeerLink {
     Pending pending;  // its item kept only if it is sent again after a break
   };
   using Stream = grpc::ClientReaderWriter<v1::PeerBatch, v1::PeerAck>;
+  struct RoomWaiter {
+    size_t below = 0;
+    std::function<void()> fn;
+  };
+
+  // The waiters (WhenQueuedBelow) whose bound the queue is under now. Under mu_.
+  std::vector<std::function<void()>> TakeRoomWaitersLocked() {
+    std::vector<std::function<void()>> ready;
+    if (room_waiters_.empty()) return ready;
+    auto keep = room_waiters_.begin();
+    for (auto it = room_waiters_.begin(); it != room_waiters_.end(); ++it) {
+      if (queue_.size() < it->below) {
+        ready.push_back(std::move(it->fn));
+      } else {
+        if (keep != it) *keep = std::move(*it);
+        ++keep;
+      }
+    }
+    room_waiters_.erase(keep, room_waiters_.end());
+    return ready;
+  }
 
   // One stream's life: open, write batches while the reader completes acks, until it breaks.
   void WriteLoop() {
@@ -182,6 +220,7 @@ class GrpcPeerLink final : public PeerLink {
       std::thread reader([this, s = stream.get()] { ReadLoop(s); });
       while (true) {
         v1::PeerBatch batch;
+        std::vector<std::function<void()>> room;
         {
           std::unique_lock lock(mu_);
           cv_.wait(lock, [this] { return stopping_ || broken_ || !queue_.empty(); });
@@ -205,7 +244,9 @@ class GrpcPeerLink final : public PeerLink {
             inflight_.push_back(Inflight{next_seq_++, std::move(p)});
             queue_.pop_front();
           }
+          room = TakeRoomWaitersLocked();
         }
+        for (auto& fn : room) fn();
         if (!stream->Write(batch)) {
           std::lock_guard lock(mu_);
           broken_ = true;
@@ -290,6 +331,7 @@ class GrpcPeerLink final : public PeerLink {
   grpc::ClientContext* ctx_ = nullptr;
   std::deque<Pending> queue_;
   std::deque<Inflight> inflight_;
+  std::vector<RoomWaiter> room_waiters_;  // WhenQueuedBelow
   std::set<grpc::ClientContext*> calls_;  // Revoke calls not answered yet
   std::condition_variable calls_cv_;
   uint64_t next_seq_ = 1;
