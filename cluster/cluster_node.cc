@@ -11,6 +11,7 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Start(ClusterNodeOptio
   const ClusterNodeOptions& o = node->options_;
   ClusterNode* raw = node.get();
   node->router_ = std::make_unique<ClusterRouter>(o.node_id, local);
+  node->router_->set_hold_qos0_publishers(o.hold_qos0_publishers);
   auto server =
       NodeServer::Start(o.cluster_listen, [raw] { return raw->Health(); }, node->router_.get());
   if (!server.ok()) return server.status();

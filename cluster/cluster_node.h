@@ -34,6 +34,7 @@ struct ClusterNodeOptions {
   int64_t lease_ttl_s = 5;
   uint32_t partitions = 256;
   uint32_t vnodes = 128;
+  bool hold_qos0_publishers = true;  // cluster.qos0_overload = "hold"
 };
 
 class ClusterNode final : public MembershipCallbacks {

@@ -917,8 +917,10 @@ void ClusterRouter::Send(std::vector<Outgoing> out) {
         std::lock_guard lock(mu_);
         ++stats_.qos0_dropped;
       }
-      ++t_drops.count;
-      t_drops.link = link;
+      if (hold_qos0_publishers_) {
+        ++t_drops.count;
+        t_drops.link = link;
+      }
       if (o.done) o.done(absl::OkStatus());  // QoS 0: nobody waits for it
       continue;
     }

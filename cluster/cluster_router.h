@@ -109,6 +109,10 @@ class ClusterRouter final : public Router, public PeerHandler {
     lease_check_ = std::move(check);
   }
 
+  // cluster.qos0_overload: whether Qos0DropsOnThisThread counts (a broker holds a client only
+  // when it does). Set before use. Default: yes.
+  void set_hold_qos0_publishers(bool hold) { hold_qos0_publishers_ = hold; }
+
   // PeerHandler
   absl::Status Handle(const std::string& sender, int64_t sender_lease,
                       const v1::PeerItem& item) override;
@@ -390,6 +394,7 @@ class ClusterRouter final : public Router, public PeerHandler {
   uint64_t delivery_epoch_ = 0;  // under mu_
   std::atomic<int64_t> tickets_[2] = {0, 0};
   std::mutex barrier_mu_;  // one DeliveryBarrier at a time
+  bool hold_qos0_publishers_ = true;
   mutable std::mutex mu_;
   bool stopped_ = false;
   int64_t lease_ = 0;

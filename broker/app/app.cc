@@ -189,6 +189,7 @@ int Run(const Flags& flags) {
     co.lease_ttl_s = cfg.cluster().lease_ttl();
     co.partitions = cfg.storage().partitions();
     co.vnodes = cfg.cluster().vnodes();
+    co.hold_qos0_publishers = cfg.cluster().qos0_overload() == "hold";
     auto started = cluster::ClusterNode::Start(std::move(co), *core);
     if (!started.ok()) {
       SHARDMQ_LOG(ERROR) << "cannot join the cluster: " << started.status().message();

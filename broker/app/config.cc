@@ -75,6 +75,7 @@ void ApplyDefaults(config::Config* c) {
   if (!cl->has_etcd_prefix()) cl->set_etcd_prefix("/shardmq/");
   if (!cl->has_vnodes()) cl->set_vnodes(128);
   if (!cl->has_drain_timeout()) cl->set_drain_timeout(30);
+  if (!cl->has_qos0_overload()) cl->set_qos0_overload("hold");
   // "http://host:port" -> "host:port", and comma-separated entries split (the --etcd flag).
   // An entry that does not parse is kept as written, for ValidateConfig to name.
   std::vector<std::string> endpoints;
@@ -161,6 +162,10 @@ absl::Status ValidateConfig(const config::Config& c) {
   if (cl.has_vnodes()) SHARDMQ_RETURN_IF_ERROR(Range("cluster.vnodes", cl.vnodes(), 1, 1024));
   if (cl.has_drain_timeout()) {
     SHARDMQ_RETURN_IF_ERROR(Range("cluster.drain_timeout", cl.drain_timeout(), 0, 3600));
+  }
+  if (cl.has_qos0_overload() && cl.qos0_overload() != "hold" && cl.qos0_overload() != "drop") {
+    return absl::InvalidArgumentError("config field cluster.qos0_overload = \"" +
+                                      cl.qos0_overload() + "\" is not one of hold, drop");
   }
   if (cl.has_etcd_prefix() &&
       (cl.etcd_prefix().size() < 2 || cl.etcd_prefix().front() != '/' ||

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <future>
 #include <map>
 #include <mutex>
@@ -29,7 +30,8 @@ constexpr uint32_t kPartitions = 16;
 class Inbox : public LocalDelivery {
  public:
   void DeliverLocal(records::Message m, Scope scope) override {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    blocked_cv_.wait(lock, [this] { return !blocked_; });
     if (scope.plain) got_.push_back(m.topic() + "=" + m.payload());
     for (const auto& [group, filter] : scope.shared) {
       shared_.push_back(group + "|" + filter + "|" + m.payload());
@@ -162,6 +164,14 @@ class Inbox : public LocalDelivery {
     std::lock_guard lock(mu_);
     retained_ = std::move(all);
   }
+  // While blocked, DeliverLocal waits (the peer stream that calls it stops).
+  void Block(bool blocked) {
+    {
+      std::lock_guard lock(mu_);
+      blocked_ = blocked;
+    }
+    blocked_cv_.notify_all();
+  }
   std::vector<std::string> synced() { return Read(synced_); }
   std::vector<std::string> synced_messages() { return Read(synced_messages_); }
   std::vector<std::string> relay() { return Read(relay_); }
@@ -173,6 +183,8 @@ class Inbox : public LocalDelivery {
 
  private:
   std::mutex mu_;
+  std::condition_variable blocked_cv_;
+  bool blocked_ = false;
   std::vector<std::string> got_;
   std::vector<std::string> shared_;  // "group|filter|payload" for each shared pick
   std::vector<std::string> relay_;   // relay calls, in order
@@ -626,6 +638,53 @@ std::string ClientOwnedBy(const PartitionMap& map, const std::string& owner) {
   }
   ADD_FAILURE() << "no client id owned by " << owner;
   return "";
+}
+
+TEST_F(ClusterRouterTest, AQos0DropAtAFullLinkIsCountedForItsThreadAndItsLinksRoomIsAwaited) {
+  // c takes b's QoS 0 publishes for a topic c owns and subscribes to; c stops handling its
+  // stream from b, so b's link to c fills and drops them.
+  const std::string topic = TopicOwnedBy("c", "flood/");
+  ASSERT_OK(AddRouteSync(node("c"), topic));
+  ClusterRouter& b = node("b").router;
+  EXPECT_EQ(b.Qos0DropsOnThisThread(), 0u);
+  struct Unblock {  // an assertion that fails must not leave c's stream stuck at teardown
+    Inbox& inbox;
+    ~Unblock() { inbox.Block(false); }
+  } unblock{node("c").inbox};
+  node("c").inbox.Block(true);
+  const uint64_t before = b.stats().qos0_dropped;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int sent = 0;
+  while (b.Qos0DropsOnThisThread() == 0 && sent < 2000000 &&
+         std::chrono::steady_clock::now() < deadline) {
+    b.Forward(Qos0(topic, std::string(100, 'x')), nullptr);
+    ++sent;
+  }
+  ASSERT_EQ(b.Qos0DropsOnThisThread(), 1u) << sent << " publishes";
+  EXPECT_EQ(b.stats().qos0_dropped, before + 1);
+  // Another thread dropped nothing.
+  std::thread([&b] { EXPECT_EQ(b.Qos0DropsOnThisThread(), 0u); }).join();
+  // The link stays full while c does not read: the resume waits.
+  std::promise<void> room;
+  b.WhenRoomAfterDrop([&room] { room.set_value(); });
+  auto resumed = room.get_future();
+  EXPECT_EQ(resumed.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  // c reads again: the link drains, and the resume runs.
+  node("c").inbox.Block(false);
+  EXPECT_EQ(resumed.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  // With cluster.qos0_overload = "drop" nothing is counted for the broker to hold.
+  b.set_hold_qos0_publishers(false);
+  node("c").inbox.Block(true);
+  const uint64_t dropped = b.stats().qos0_dropped;
+  sent = 0;
+  while (b.stats().qos0_dropped == dropped && sent < 2000000 &&
+         std::chrono::steady_clock::now() < deadline) {
+    b.Forward(Qos0(topic, std::string(100, 'x')), nullptr);
+    ++sent;
+  }
+  EXPECT_GT(b.stats().qos0_dropped, dropped) << sent << " publishes";
+  EXPECT_EQ(b.Qos0DropsOnThisThread(), 1u);
+  node("c").inbox.Block(false);
 }
 
 TEST_F(ClusterRouterTest, ASessionIsPlacedOnTheLeaderOfItsClientIdsPartition) {

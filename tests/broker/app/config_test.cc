@@ -465,6 +465,8 @@ TEST(ConfigTest, ClusterSettings) {
            {R"({"cluster": {"cluster_addr": "nowhere"}})", "cluster.cluster_addr"},
            {R"({"cluster": {"etcd_prefix": "shardmq/"}})", "cluster.etcd_prefix"},
            {R"({"cluster": {"etcd_prefix": "/"}})", "cluster.etcd_prefix"},
+           {R"({"cluster": {"qos0_overload": "block"}})", "cluster.qos0_overload"},
+           {R"({"cluster": {"qos0_overload": "HOLD"}})", "cluster.qos0_overload"},
        }) {
     auto c = ParseConfig(b.json);
     ASSERT_OK(c) << b.json;
@@ -478,6 +480,12 @@ TEST(ConfigTest, ClusterSettings) {
     c.mutable_cluster()->set_role(role);
     c.mutable_cluster()->add_etcd("127.0.0.1:2379");
     EXPECT_OK(ValidateConfig(c)) << role;
+  }
+  EXPECT_EQ(Defaulted().cluster().qos0_overload(), "hold");
+  for (const char* policy : {"hold", "drop"}) {
+    config::Config c = Defaulted();
+    c.mutable_cluster()->set_qos0_overload(policy);
+    EXPECT_OK(ValidateConfig(c)) << policy;
   }
 }
 
