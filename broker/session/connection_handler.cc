@@ -112,7 +112,7 @@ size_t ConnectionHandler::OnData(std::span<const uint8_t> data, size_t* wanted) 
 
 void ConnectionHandler::HoldAfterDrop() {
   cluster::Router* router = core_.broker().router();
-  if (drop_held_ || transport_ == nullptr || router == nullptr) return;
+  if (drop_held_ || input_ended_ || transport_ == nullptr || router == nullptr) return;
   drop_held_ = true;
   const uint64_t generation = ++drop_hold_generation_;
   core_.stats().Add(core_.stats().qos0_publisher_holds);
@@ -146,6 +146,11 @@ void ConnectionHandler::ReleaseDropHold(uint64_t generation) {
   if (transport_ != nullptr && (relay_ == nullptr || !relay_->read_held)) {
     transport_->HoldReading(false);
   }
+}
+
+void ConnectionHandler::EndOfInput() {
+  input_ended_ = true;
+  if (drop_held_) ReleaseDropHold(drop_hold_generation_);
 }
 
 void ConnectionHandler::CountReceived(size_t n) {

@@ -47,6 +47,10 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   size_t OnData(std::span<const uint8_t> data, size_t* wanted) override;
   void OnClosed() override;
   void OnWritten(size_t pending_bytes) override;
+  // The transport will pass no more bytes (a relayed client closed at its front-end): what was
+  // given is handled now, and no hold (HoldAfterDrop) keeps it back any more, so a DISCONNECT
+  // among it counts.
+  void EndOfInput();
 
   // --- called by the session layer
   // The session for this connection's CONNECT is ready (found, moved here, or created).
@@ -203,6 +207,7 @@ class ConnectionHandler final : public net::ConnectionCallbacks,
   std::string replay_;          // client bytes to handle before the transport's (ServeLocally,
                                 // HoldAfterDrop)
   bool drop_held_ = false;      // HoldAfterDrop
+  bool input_ended_ = false;    // EndOfInput: no more holds
   uint64_t drop_hold_generation_ = 0;
   std::unique_ptr<boost::asio::steady_timer> drop_hold_timer_;
   size_t counted_ahead_ = 0;    // bytes of replay_ already counted in bytes_received

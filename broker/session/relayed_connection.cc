@@ -71,6 +71,16 @@ void RelayedConnection::Take(std::string_view data) {
 
 void RelayedConnection::Lost() {
   if (closed_) return;
+  if (handler_ != nullptr) {
+    // What the front-end passed before the close is handled, held (HoldReading) or not.
+    auto self = shared_from_this();
+    handler_->EndOfInput();
+    held_ = false;
+    std::string held = std::move(held_in_);
+    held_in_.clear();
+    if (!held.empty()) Take(held);
+    if (closed_) return;
+  }
   closed_ = true;
   out_.clear();
   Finish();

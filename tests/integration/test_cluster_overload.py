@@ -21,9 +21,13 @@ from rawmqtt import PUBLISH, RawClient, publish_packet
 from test_cluster import placed_on, wait_until
 from test_cluster_sessions import all_applied
 
-PER_CHUNK = 2000
-CHUNKS = 150  # 300,000 QoS 0 publishes of ~120 bytes: far more than the link and TCP hold
-STOPPED_S = 4.5  # longer than 1.5 x the publisher's keepalive (2 s), shorter than the lease
+# 200,000 QoS 0 publishes of ~420 bytes (84 MB): far more than the link's queue, gRPC's
+# window and the sockets between the nodes hold (tens of MB).
+PER_CHUNK = 500
+CHUNKS = 400
+PAYLOAD = 400
+HELD_S = 3.5  # how long a stalled publisher stays held: over 1.5 x its keepalive (2 s)
+LEASE_TTL = 30   # far longer than a node stays stopped here
 
 
 def counter(node, name):
@@ -33,7 +37,7 @@ def counter(node, name):
 def flood_chunks(topic):
     """CHUNKS chunks of PER_CHUNK QoS 0 publishes to `topic`, numbered from 0 in the payload."""
     for c in range(CHUNKS):
-        yield b"".join(publish_packet(topic, b"%08d" % (c * PER_CHUNK + i) + b"." * 92)
+        yield b"".join(publish_packet(topic, b"%08d" % (c * PER_CHUNK + i) + b"." * (PAYLOAD - 8))
                        for i in range(PER_CHUNK))
 
 
@@ -63,12 +67,16 @@ class Flooder:
         assert self.sent == CHUNKS
 
 
-def stalls(flooder):
-    """True if the flooder makes no progress for a second, short of the end."""
-    time.sleep(1.0)
-    at = flooder.sent
-    time.sleep(1.0)
-    return flooder.sent == at < CHUNKS
+def stalls(flooder, timeout=60):
+    """True once the flooder makes no progress for a second, short of the end (the buffers
+    between the nodes take a while to fill)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and flooder.sent < CHUNKS:
+        at = flooder.sent
+        time.sleep(1.0)
+        if flooder.sent == at < CHUNKS:
+            return True
+    return False
 
 
 def check_order_and_done(sub, topic):
@@ -93,8 +101,8 @@ def check_order_and_done(sub, topic):
 
 def two_nodes(etcd, cluster_node, policy):
     config = {"cluster": {"qos0_overload": policy}}
-    n1 = cluster_node("n1", lease_ttl=10, config=config)
-    n2 = cluster_node("n2", lease_ttl=10, config=config)
+    n1 = cluster_node("n1", lease_ttl=LEASE_TTL, config=config)
+    n2 = cluster_node("n2", lease_ttl=LEASE_TTL, config=config)
     assert wait_until(lambda: placed_on(ctl_status(etcd), ["n1", "n2"]))
     assert wait_until(lambda: all_applied(ctl_status(etcd), ["n1", "n2"]))
     return n1, n2
@@ -115,19 +123,18 @@ def test_a_qos0_flood_toward_a_stopped_node_is_slowed_at_its_source(etcd, cluste
     assert pub.connect(key_led_by(status, "n2", "pub-"), keepalive=keepalive).rc == 0
     flooder = Flooder(pub, topic)
     n1.proc.send_signal(signal.SIGSTOP)
-    stopped_at = time.monotonic()
     try:
         flooder.thread.start()
         if policy == "hold":
             assert wait_until(
                 lambda: counter(n2, "shardmq_cluster_qos0_publisher_holds_total") >= 1,
                 timeout=20)
-            # The publisher is blocked in TCP, well short of the end.
+            # The publisher ends up blocked in TCP, short of the end.
             assert stalls(flooder), flooder.sent
+            time.sleep(HELD_S)
         else:
             # n2 reads the whole flood and drops what the link cannot take.
             assert wait_until(lambda: flooder.sent == CHUNKS, timeout=60), flooder.sent
-        time.sleep(max(0.0, STOPPED_S - (time.monotonic() - stopped_at)))
         holds = counter(n2, "shardmq_cluster_qos0_publisher_holds_total")
         dropped = counter(n2, "shardmq_cluster_qos0_dropped_total")
     finally:
@@ -150,9 +157,9 @@ def test_a_qos0_flood_toward_a_stopped_node_is_slowed_at_its_source(etcd, cluste
 def test_a_relayed_publisher_is_held_through_its_front_end(etcd, cluster_node):
     """The publisher's session lives on S (n1), its socket on a front-end F (n3): S stops
     handling the relayed bytes, F's window fills and F stops reading the socket."""
-    n1 = cluster_node("n1", lease_ttl=10)
-    n2 = cluster_node("n2", lease_ttl=10)
-    n3 = cluster_node("n3", role="frontend", lease_ttl=10)
+    n1 = cluster_node("n1", lease_ttl=LEASE_TTL)
+    n2 = cluster_node("n2", lease_ttl=LEASE_TTL)
+    n3 = cluster_node("n3", role="frontend", lease_ttl=LEASE_TTL)
     assert wait_until(lambda: placed_on(ctl_status(etcd), ["n1", "n2"]))
     assert wait_until(lambda: all_applied(ctl_status(etcd), ["n1", "n2", "n3"]))
     status = ctl_status(etcd)
@@ -160,11 +167,14 @@ def test_a_relayed_publisher_is_held_through_its_front_end(etcd, cluster_node):
     sub = RawClient(n2.port, 5)
     assert sub.connect(key_led_by(status, "n2", "sub-")).rc == 0
     sub.subscribe([(topic, 1)])
+    will_topic = key_led_by(status, "n1", "wills/")
+    wills = RawClient(n1.port, 5)
+    assert wills.connect(key_led_by(status, "n1", "wills-")).rc == 0
+    wills.subscribe([(will_topic, 1)])
     pub = RawClient(n3.port, 5)
     assert pub.connect(key_led_by(status, "n1", "pub-"), keepalive=2).rc == 0  # relayed to n1
     flooder = Flooder(pub, topic)
     n2.proc.send_signal(signal.SIGSTOP)
-    stopped_at = time.monotonic()
     try:
         flooder.thread.start()
         assert wait_until(lambda: counter(n1, "shardmq_cluster_qos0_publisher_holds_total") >= 1,
@@ -172,7 +182,24 @@ def test_a_relayed_publisher_is_held_through_its_front_end(etcd, cluster_node):
         assert wait_until(lambda: counter(n3, "shardmq_cluster_relay_read_holds_total") >= 1,
                           timeout=20)
         assert stalls(flooder), flooder.sent
-        time.sleep(max(0.0, STOPPED_S - (time.monotonic() - stopped_at)))
+        stalled_at = time.monotonic()
+        # Two more relayed clients with wills publish one QoS 0 message each into the full
+        # link (so S holds them) and close: "quits" after a DISCONNECT, which S has read but
+        # not handled when the front-end reports the close, "drops" without one. Only the
+        # second will is published.
+        for name in ("quits", "drops"):
+            c = RawClient(n3.port, 5)
+            will = {"topic": will_topic, "payload": name.encode(), "qos": 1}
+            assert c.connect(key_led_by(status, "n1", name + "-"), will=will).rc == 0
+            c.publish(topic, b"%08d" % 0)
+            if name == "quits":
+                c.disconnect()
+            c.close()
+        p = wills.expect(PUBLISH, 20)
+        wills.puback(p.packet_id)
+        assert p.payload == b"drops"
+        assert wills.try_recv(1.0) is None
+        time.sleep(max(0.0, HELD_S - (time.monotonic() - stalled_at)))
         holds = counter(n1, "shardmq_cluster_qos0_publisher_holds_total")
         dropped = counter(n1, "shardmq_cluster_qos0_dropped_total")
     finally:

@@ -233,7 +233,7 @@ TEST(ConfigTest, ApplyDefaultsSetsEveryOptionalField) {
     }
   }
   // Config scalars + MqttConfig + AdminConfig + StorageConfig + ClusterConfig
-  EXPECT_EQ(checked, 4 + 15 + 1 + 2 + 6);
+  EXPECT_EQ(checked, 4 + 15 + 1 + 2 + 7);
 }
 
 // The value of a scalar field as it would be written after "Default" in config.proto.
@@ -312,7 +312,7 @@ TEST(ConfigTest, ApplyDefaultsMatchesConfigProtoComments) {
       ++compared;
     }
   }
-  EXPECT_EQ(compared, 3 + 15 + 1 + 2 + 6);  // every scalar except node_id
+  EXPECT_EQ(compared, 3 + 15 + 1 + 2 + 7);  // every scalar except node_id
 }
 
 TEST(ConfigTest, ApplyDefaultsKeepsExplicitValues) {
