@@ -756,6 +756,14 @@ absl::Status ClusterRouter::Handle(const std::string& sender, int64_t sender_lea
       {
         std::unique_lock lock(mu_);
         const uint32_t p = PartitionLocked(item.publish().message().topic());
+        if (ResentOnBreak(item) &&
+            SeenBeforeLocked(sender, sender_lease, false, item.publish().message())) {
+          // Sent again after a broken stream, and routed here already, when this node led the
+          // partition: acknowledged even if it has moved since (a refusal would send it to
+          // the new leader, which would route it a second time).
+          ++stats_.duplicates_dropped;
+          return absl::OkStatus();
+        }
         absl::Status st = refuse(p, item.publish().epoch());
         if (!st.ok()) return st;
         if (!RoutesMissingLocked(p).empty()) {
@@ -943,10 +951,16 @@ bool ClusterRouter::ResentOnBreak(const v1::PeerItem& item) {
   return false;
 }
 
+bool ClusterRouter::SeenBeforeLocked(const std::string& sender, int64_t sender_lease,
+                                     bool deliver, const records::Message& message) const {
+  auto it = recent_.find({sender, sender_lease});
+  return it != recent_.end() && it->second.seen.contains(KeyOf(message, deliver));
+}
+
 bool ClusterRouter::SeenLocked(const std::string& sender, int64_t sender_lease, bool deliver,
                                const records::Message& message) {
   Recent& r = recent_[{sender, sender_lease}];
-  const RecentKey key{message.origin(), message.origin_seq() * 2 + (deliver ? 1 : 0)};
+  const RecentKey key = KeyOf(message, deliver);
   if (!r.seen.insert(key).second) {
     ++stats_.duplicates_dropped;
     return true;

@@ -264,8 +264,14 @@ class ClusterRouter final : public Router, public PeerHandler {
   // Whether `message` came from `sender` before (as a publish, or as a delivery); remembers it.
   bool SeenLocked(const std::string& sender, int64_t sender_lease, bool deliver,
                   const records::Message& message);
+  // The same question, without remembering it.
+  bool SeenBeforeLocked(const std::string& sender, int64_t sender_lease, bool deliver,
+                        const records::Message& message) const;
   static constexpr size_t kMaxRecent = 65536;
   using RecentKey = std::pair<uint64_t, uint64_t>;  // (origin, origin_seq * 2 + deliver)
+  static RecentKey KeyOf(const records::Message& message, bool deliver) {
+    return {message.origin(), message.origin_seq() * 2 + (deliver ? 1 : 0)};
+  }
   struct RecentHash {
     size_t operator()(const RecentKey& k) const {
       return std::hash<uint64_t>()(k.first * 0x9E3779B97F4A7C15ULL ^ k.second);
