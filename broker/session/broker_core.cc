@@ -369,11 +369,12 @@ void WorkerCore::Connect(std::shared_ptr<ConnectionHandler> handler, SessionRequ
 void WorkerCore::ConnectAttempt(std::shared_ptr<ConnectionHandler> handler,
                                 SessionRequest request, int tries) {
   const std::string cid = request.client_id;
-  if (HandingOff(cid)) {
-    // The session's partition froze for a hand-off since the connection was placed: from
-    // then on its sessions take no client here (the client connects again).
-    SHARDMQ_LOG(INFO) << "connect of " << cid << " refused: its session is moving to another "
-                      << "node";
+  if (!ServedHere(cid)) {
+    // The session's partition froze for a hand-off since the connection was placed, or (a
+    // connect that retried, RetryConnect) has even moved to another node: its sessions take no
+    // client here any more (the client connects again, and is placed anew).
+    SHARDMQ_LOG(INFO) << "connect of " << cid << " refused: its session is moving or has "
+                      << "moved to another node";
     handler->RejectConnect(codec::ReasonCode::kServerUnavailable);
     return;
   }
@@ -411,6 +412,12 @@ void WorkerCore::ConnectAttempt(std::shared_ptr<ConnectionHandler> handler,
   }
   if (s == nullptr) s = &CreateSession(cid);
   FinishConnect(std::move(handler), *s, present);
+}
+
+bool WorkerCore::ServedHere(const std::string& client_id) {
+  if (broker_.router() == nullptr) return true;
+  auto place = broker_.router()->PlaceSession(client_id);
+  return place.ok() && place->local;
 }
 
 bool WorkerCore::HandingOff(const std::string& client_id) {

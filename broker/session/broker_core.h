@@ -245,6 +245,9 @@ class WorkerCore {
   void RetryConnect(std::shared_ptr<ConnectionHandler> handler, SessionRequest request, int tries);
   // Cluster mode: `client_id`'s partition is being handed off from this node (frozen).
   bool HandingOff(const std::string& client_id);
+  // Whether `client_id`'s session is placed on this node now (no hand-off under way, no
+  // newer leader, this node's lease valid). Always without a cluster.
+  bool ServedHere(const std::string& client_id);
   // Move protocol (see broker_core.cc).
   void DetachForMove(const std::string& client_id, int to, bool clean_start);
   void SessionArrived(const std::string& client_id, int from, std::unique_ptr<Session> session);
