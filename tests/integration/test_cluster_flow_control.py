@@ -88,8 +88,11 @@ def test_an_owner_that_picks_itself_for_a_shared_subscription_during_a_peer_floo
     no more PUBACKs, no more deliveries. Now a worker never waits there (a QoS 1 message goes
     past the bound: shardmq_cluster_peer_backlog_overruns_total)."""
     from partitions import key_led_by
-    n1 = cluster_node("n1", lease_ttl=5)
-    n2 = cluster_node("n2", lease_ttl=5)
+    # n2 must not slow its flooder down when its link to n1 fills (overload protection,
+    # test_cluster_overload.py): the flood has to keep n1's queue full.
+    config = {"cluster": {"qos0_overload": "drop"}}
+    n1 = cluster_node("n1", lease_ttl=5, config=config)
+    n2 = cluster_node("n2", lease_ttl=5, config=config)
     assert wait_until(lambda: placed_on(ctl_status(etcd), ["n1", "n2"]))
     assert wait_until(lambda: all_applied(ctl_status(etcd), ["n1", "n2"]))
     status = ctl_status(etcd)
