@@ -75,10 +75,7 @@ void RelayedConnection::Lost() {
     // What the front-end passed before the close is handled, held (HoldReading) or not.
     auto self = shared_from_this();
     handler_->EndOfInput();
-    held_ = false;
-    std::string held = std::move(held_in_);
-    held_in_.clear();
-    if (!held.empty()) Take(held);
+    HoldReading(false);
     if (closed_) return;
   }
   closed_ = true;
